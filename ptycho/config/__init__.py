@@ -1,0 +1,1 @@
+"""The configuration contract shared by both backends (brief §1.1)."""

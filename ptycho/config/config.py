@@ -1,0 +1,232 @@
+"""Modern configuration dataclasses and the bridge to the legacy ``params.cfg`` (brief §1).
+
+Every field is validated at construction, so a bad value fails where it was written, with an error
+that names the field, the value and what is allowed. ``update_legacy_dict`` is the CONFIG-001 bridge:
+call it before loading data or building a model (brief §1.2).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, MutableMapping
+
+__all__ = [
+    "VALID_BACKENDS",
+    "ModelConfig",
+    "TrainingConfig",
+    "InferenceConfig",
+    "validate_backend",
+    "update_legacy_dict",
+    "legacy_items",
+]
+
+Backend = Literal["tensorflow", "pytorch"]
+VALID_BACKENDS: tuple[str, ...] = ("tensorflow", "pytorch")
+VALID_N: tuple[int, ...] = (32, 64, 128)
+VALID_MODEL_TYPES: tuple[str, ...] = ("pinn",)
+VALID_AMP_ACTIVATIONS: tuple[str, ...] = ("sigmoid", "swish", "softplus", "relu")
+
+
+def validate_backend(value: object) -> str:
+    """Return ``value`` if it is a backend literal, else raise the corrective ``ValueError``."""
+    if not isinstance(value, str) or value not in VALID_BACKENDS:
+        raise ValueError(
+            f"backend: invalid value {value!r}; expected 'tensorflow' (default) or 'pytorch'"
+        )
+    return value
+
+
+def _fail(name: str, value: object, allowed: str) -> None:
+    raise ValueError(f"{name}: invalid value {value!r}; expected {allowed}")
+
+
+def _check_int(name: str, value: object, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        _fail(name, value, f"an integer >= {minimum}")
+
+
+def _check_positive(name: str, value: object, allow_zero: bool = False) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = ok and (value >= 0 if allow_zero else value > 0) and value == value and value != float("inf")
+    if not ok:
+        _fail(name, value, "a finite number " + (">= 0" if allow_zero else "> 0"))
+
+
+def _check_bool(name: str, value: object) -> None:
+    if not isinstance(value, bool):
+        _fail(name, value, "True or False")
+
+
+def _as_path(value: object, name: str, optional: bool = True) -> Path | None:
+    if value is None:
+        if optional:
+            return None
+        _fail(name, value, "a file system path")
+    if isinstance(value, (str, Path)) and str(value):
+        return Path(value)
+    _fail(name, value, "a file system path (str or Path)")
+    return None  # unreachable
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture and physics of the network; identical for both backends."""
+
+    N: int = 64
+    gridsize: int = 1
+    n_filters_scale: int = 1
+    model_type: str = "pinn"
+    amp_activation: str = "sigmoid"
+    object_big: bool = True
+    probe_big: bool = False
+    probe_mask: bool = False
+    pad_object: bool = True
+    probe_scale: float = 4.0
+    intensity_scale_trainable: bool = True
+
+    def __post_init__(self) -> None:
+        if self.N not in VALID_N or isinstance(self.N, bool):
+            _fail("N", self.N, "one of 32, 64, 128")
+        _check_int("gridsize", self.gridsize, 1)
+        _check_int("n_filters_scale", self.n_filters_scale, 1)
+        if self.model_type not in VALID_MODEL_TYPES:
+            _fail("model_type", self.model_type, "'pinn'")
+        if self.amp_activation not in VALID_AMP_ACTIVATIONS:
+            _fail("amp_activation", self.amp_activation, "one of " + ", ".join(map(repr, VALID_AMP_ACTIVATIONS)))
+        for name in ("object_big", "probe_big", "probe_mask", "pad_object", "intensity_scale_trainable"):
+            _check_bool(name, getattr(self, name))
+        _check_positive("probe_scale", self.probe_scale)
+
+    @property
+    def channels(self) -> int:
+        """Patches per group, ``C = gridsize**2``."""
+        return self.gridsize**2
+
+    @property
+    def predicts_center_only(self) -> bool:
+        """The decoder predicts the central N/2 x N/2 and zero-pads to N (``pad_object`` without
+        the outer ``probe_big`` branch); measured to train faster and reconstruct better here."""
+        return self.pad_object and not self.probe_big
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """What to train on and how."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train_data_file: Path | None = None
+    test_data_file: Path | None = None
+    batch_size: int = 16
+    nepochs: int = 50
+    nll_weight: float = 1.0
+    mae_weight: float = 0.0
+    nphotons: float = 1e9
+    n_groups: int | None = None
+    neighbor_count: int = 4
+    subsample_seed: int | None = None
+    learning_rate: float = 1e-3
+    output_dir: Path = Path("training_outputs")
+    backend: Backend = "tensorflow"
+
+    def __post_init__(self) -> None:
+        validate_backend(self.backend)
+        if not isinstance(self.model, ModelConfig):
+            _fail("model", self.model, "a ModelConfig")
+        object.__setattr__(self, "train_data_file", _as_path(self.train_data_file, "train_data_file"))
+        object.__setattr__(self, "test_data_file", _as_path(self.test_data_file, "test_data_file"))
+        object.__setattr__(self, "output_dir", _as_path(self.output_dir, "output_dir", optional=False))
+        _check_int("batch_size", self.batch_size, 1)
+        if self.batch_size & (self.batch_size - 1):
+            _fail("batch_size", self.batch_size, "a power of two (1, 2, 4, ..., 16, ...)")
+        _check_int("nepochs", self.nepochs, 1)
+        _check_positive("nll_weight", self.nll_weight, allow_zero=True)
+        _check_positive("mae_weight", self.mae_weight, allow_zero=True)
+        if self.nll_weight + self.mae_weight <= 0:
+            _fail("nll_weight", self.nll_weight, "nll_weight + mae_weight > 0 (some loss to train on)")
+        _check_positive("nphotons", self.nphotons)
+        if self.n_groups is not None:
+            _check_int("n_groups", self.n_groups, 1)
+        _check_int("neighbor_count", self.neighbor_count, 1)
+        if self.neighbor_count < self.model.channels:
+            _fail(
+                "neighbor_count",
+                self.neighbor_count,
+                f"at least gridsize**2 = {self.model.channels} neighbours to form a group",
+            )
+        if self.subsample_seed is not None:
+            _check_int("subsample_seed", self.subsample_seed, 0)
+        _check_positive("learning_rate", self.learning_rate)
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    """What model to load and what to reconstruct."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    model_path: Path | None = None
+    test_data_file: Path | None = None
+    n_groups: int | None = None
+    neighbor_count: int = 4
+    output_dir: Path = Path("inference_outputs")
+    backend: Backend = "tensorflow"
+    debug: bool = False
+
+    def __post_init__(self) -> None:
+        validate_backend(self.backend)
+        if not isinstance(self.model, ModelConfig):
+            _fail("model", self.model, "a ModelConfig")
+        object.__setattr__(self, "model_path", _as_path(self.model_path, "model_path"))
+        object.__setattr__(self, "test_data_file", _as_path(self.test_data_file, "test_data_file"))
+        object.__setattr__(self, "output_dir", _as_path(self.output_dir, "output_dir", optional=False))
+        if self.n_groups is not None:
+            _check_int("n_groups", self.n_groups, 1)
+        _check_int("neighbor_count", self.neighbor_count, 1)
+        if self.neighbor_count < self.model.channels:
+            _fail(
+                "neighbor_count",
+                self.neighbor_count,
+                f"at least gridsize**2 = {self.model.channels} neighbours to form a group",
+            )
+        _check_bool("debug", self.debug)
+
+
+# Modern field name -> legacy params.cfg key, where they differ.
+_LEGACY_KEYS: dict[str, str] = {
+    "object_big": "object.big",
+    "probe_big": "probe.big",
+    "probe_mask": "probe.mask",
+    "intensity_scale_trainable": "intensity_scale.trainable",
+    "output_dir": "output_prefix",
+    "train_data_file": "train_data_file_path",
+    "test_data_file": "test_data_file_path",
+    "nepochs": "nepochs",
+}
+
+
+def legacy_items(config: ModelConfig | TrainingConfig | InferenceConfig) -> dict[str, Any]:
+    """The flat legacy view of a config: nested model fields lifted, keys renamed, paths as
+    ``str``, ``None`` values left out (the legacy dict keeps its previous value instead)."""
+    flat: dict[str, Any] = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if isinstance(value, ModelConfig):
+            flat.update(legacy_items(value))
+            continue
+        if value is None:
+            continue
+        if isinstance(value, Path):
+            value = str(value)
+        flat[_LEGACY_KEYS.get(f.name, f.name)] = value
+    return flat
+
+
+def update_legacy_dict(cfg: MutableMapping[str, Any], config: ModelConfig | TrainingConfig | InferenceConfig) -> None:
+    """CONFIG-001: copy ``config`` into the legacy global dict before any legacy-dependent code runs."""
+    if not isinstance(config, (ModelConfig, TrainingConfig, InferenceConfig)):
+        raise TypeError(
+            f"update_legacy_dict: expected a ModelConfig, TrainingConfig or InferenceConfig, "
+            f"got {type(config).__name__}"
+        )
+    cfg.update(legacy_items(config))

@@ -1,0 +1,84 @@
+"""Numpy reference reassembly: predicted patches -> one object canvas.
+
+Each patch is splatted onto the canvas at its scan position with the adjoint of the bilinear
+sampling in :mod:`ptycho.physics` (so a sub-pixel position is honoured, not rounded), multiplied by
+a per-pixel weight; the canvas is then divided by the accumulated weight wherever it is positive.
+The TensorFlow and PyTorch reassembly are tested against :func:`reassemble_patches`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ptycho.physics import bilinear_taps
+
+__all__ = ["patch_weights", "reassemble_patches", "canvas_shape_for"]
+
+
+def patch_weights(n: int, probe: np.ndarray | None = None, crop: int | None = None) -> np.ndarray:
+    """Per-pixel weight of a patch: ``|probe|^2`` if given (trust where the light was), else 1;
+    zero outside the central ``crop x crop`` window when ``crop`` is set."""
+    if probe is not None:
+        weights = np.abs(np.asarray(probe)) ** 2
+        if weights.shape != (n, n):
+            raise ValueError(f"probe: expected shape ({n}, {n}) for weights, got {weights.shape}")
+        weights = weights / weights.max()
+    else:
+        weights = np.ones((n, n))
+    if crop is not None:
+        if not 0 < crop <= n:
+            raise ValueError(f"crop: expected 0 < crop <= {n}, got {crop}")
+        lo = (n - crop) // 2
+        mask = np.zeros((n, n))
+        mask[lo : lo + crop, lo : lo + crop] = 1.0
+        weights = weights * mask
+    return weights.astype(np.float64)
+
+
+def canvas_shape_for(positions: np.ndarray, n: int, margin: int = 0) -> tuple[int, int]:
+    """The smallest canvas (rows, cols) holding every patch, anchored at the origin."""
+    positions = np.asarray(positions, dtype=np.float64)
+    rows = int(np.ceil(positions[:, 1].max() + n / 2)) + 1 + margin
+    cols = int(np.ceil(positions[:, 0].max() + n / 2)) + 1 + margin
+    return rows, cols
+
+
+def _splat(canvas: np.ndarray, values: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> None:
+    m_rows, m_cols = canvas.shape
+    rr = np.broadcast_to(rows[:, :, None], values.shape)
+    cc = np.broadcast_to(cols[:, None, :], values.shape)
+    ok = (rr >= 0) & (rr < m_rows) & (cc >= 0) & (cc < m_cols)
+    np.add.at(canvas, (rr[ok], cc[ok]), values[ok])
+
+
+def reassemble_patches(
+    patches: np.ndarray,
+    positions: np.ndarray,
+    canvas_shape: tuple[int, int],
+    weights: np.ndarray | None = None,
+) -> np.ndarray:
+    """Weighted average of ``patches`` (P, N, N) placed at ``positions`` (P, 2) as (x, y).
+
+    Pixels no patch reached (accumulated weight 0) stay zero.
+    """
+    patches = np.asarray(patches)
+    if patches.ndim != 3 or patches.shape[1] != patches.shape[2]:
+        raise ValueError(f"patches: expected shape (P, N, N), got {patches.shape}")
+    n = patches.shape[-1]
+    positions = np.asarray(positions, dtype=np.float64)
+    if positions.shape != (patches.shape[0], 2):
+        raise ValueError(f"positions: expected shape ({patches.shape[0]}, 2), got {positions.shape}")
+    w = np.ones((n, n)) if weights is None else np.asarray(weights, dtype=np.float64)
+    dtype = np.complex128 if np.iscomplexobj(patches) else np.float64
+    canvas = np.zeros(canvas_shape, dtype=dtype)
+    total = np.zeros(canvas_shape, dtype=np.float64)
+    row0, col0, fr, fc = bilinear_taps(positions, n)
+    weighted = patches.astype(dtype) * w
+    for d_row, d_col in ((0, 0), (0, 1), (1, 0), (1, 1)):
+        tap = ((fr if d_row else 1 - fr) * (fc if d_col else 1 - fc))[:, None, None]
+        _splat(canvas, tap * weighted, row0 + d_row, col0 + d_col)
+        _splat(total, np.broadcast_to(tap * w, patches.shape), row0 + d_row, col0 + d_col)
+    out = np.zeros_like(canvas)
+    covered = total > 1e-12
+    out[covered] = canvas[covered] / total[covered]
+    return out.astype(np.complex64 if dtype == np.complex128 else np.float32)
