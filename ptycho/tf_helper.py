@@ -29,6 +29,7 @@ __all__ = [
     "forward_amplitude",
     "poisson_nll",
     "pad_center",
+    "splat_patches",
     "reassemble_patches",
     "reassemble_position",
 ]
@@ -160,55 +161,64 @@ def pad_center(patches: tf.Tensor, n: int) -> tf.Tensor:
     return tf.pad(patches, pad)
 
 
+def splat_patches(
+    values: tf.Tensor, positions: tf.Tensor | np.ndarray, canvas_shape: Sequence[int]
+) -> tf.Tensor:
+    """Sum of bilinearly splatted patches: the adjoint of :func:`extract_patches`
+    (:func:`ptycho.physics.adjoint_extract`); pixels falling outside the canvas are dropped.
+
+    ``values (P, N, N)`` with ``positions (P, 2)`` -> (H, W); or batched ``(B, P, N, N)`` with
+    ``(B, P, 2)`` -> (B, H, W). Differentiable.
+    """
+    values = tf.convert_to_tensor(values)
+    batched = values.shape.rank == 4
+    if values.shape.rank not in (3, 4) or values.shape[-1] != values.shape[-2]:
+        raise ValueError(f"patches: expected shape (P, N, N) or (B, P, N, N), got {values.shape}")
+    n = int(values.shape[-1])
+    positions = _as_float(positions, tf.float64 if isinstance(positions, np.ndarray) else tf.convert_to_tensor(positions).dtype)
+    if not batched:
+        values = values[None]
+        positions = positions[None]
+    rows, cols = int(canvas_shape[0]), int(canvas_shape[1])
+    batch = tf.shape(values)[0]
+    cells = rows * cols
+    # Out-of-canvas pixels go to one dump segment per canvas, dropped afterwards.
+    segments = batch * (cells + 1)
+    batch_base = (tf.range(batch, dtype=tf.int32) * (cells + 1))[:, None, None, None]
+    row0, col0, fr, fc = bilinear_taps(positions, n)
+    canvas = tf.zeros([segments], values.dtype)
+    for d_row, d_col, tap in _tap_weights(fr, fc, values.dtype):
+        flat, inside = _flat_indices(row0 + d_row, col0 + d_col, n, rows, cols)
+        segment = tf.reshape(tf.broadcast_to(tf.where(inside, flat, cells) + batch_base, tf.shape(values)), [-1])
+        canvas += tf.math.unsorted_segment_sum(tf.reshape(tap * values, [-1]), segment, segments)
+    out = tf.reshape(tf.reshape(canvas, [batch, cells + 1])[:, :cells], [batch, rows, cols])
+    return out if batched else out[0]
+
+
 def reassemble_patches(
     patches: tf.Tensor,
     positions: tf.Tensor | np.ndarray,
     canvas_shape: Sequence[int],
     weights: tf.Tensor | np.ndarray | None = None,
 ) -> tf.Tensor:
-    """Weighted average of patches placed at positions: the adjoint of :func:`extract_patches`
-    followed by division by the accumulated weight where it is positive (zero elsewhere).
+    """Weighted average of patches placed at positions: :func:`splat_patches` of the weighted
+    patches divided by the splatted weights where positive (zero elsewhere).
 
     ``patches (P, N, N)`` with ``positions (P, 2)`` -> (H, W); or batched ``(B, P, N, N)`` with
     ``(B, P, 2)`` -> (B, H, W). Works in the patches' dtype (differentiable: the model uses it to
     merge a group's patches).
     """
     patches = tf.convert_to_tensor(patches)
-    batched = patches.shape.rank == 4
     if patches.shape.rank not in (3, 4) or patches.shape[-1] != patches.shape[-2]:
         raise ValueError(f"patches: expected shape (P, N, N) or (B, P, N, N), got {patches.shape}")
     n = int(patches.shape[-1])
-    positions = _as_float(positions, tf.float64 if isinstance(positions, np.ndarray) else tf.convert_to_tensor(positions).dtype)
-    if not batched:
-        patches = patches[None]
-        positions = positions[None]
-    rows, cols = int(canvas_shape[0]), int(canvas_shape[1])
-    dtype = patches.dtype
-    real = dtype.real_dtype
+    real = patches.dtype.real_dtype
     w = tf.ones((n, n), real) if weights is None else tf.cast(tf.convert_to_tensor(weights), real)
-    batch = tf.shape(patches)[0]
-    cells = rows * cols
-    # Out-of-canvas pixels go to one dump segment per canvas, dropped afterwards.
-    batch_base = (tf.range(batch, dtype=tf.int32) * (cells + 1))[:, None, None, None]
-    weighted = patches * tf.cast(w, dtype)
-    row0, col0, fr, fc = bilinear_taps(positions, n)
-    canvas = tf.zeros([batch * (cells + 1)], dtype)
-    total = tf.zeros([batch * (cells + 1)], real)
-    for (d_row, d_col, tap), (_, _, tap_real) in zip(_tap_weights(fr, fc, dtype), _tap_weights(fr, fc, real)):
-        flat, inside = _flat_indices(row0 + d_row, col0 + d_col, n, rows, cols)
-        segment = tf.where(inside, flat, cells) + batch_base
-        segment = tf.broadcast_to(segment, tf.shape(weighted))
-        segment = tf.reshape(segment, [-1])
-        canvas += tf.math.unsorted_segment_sum(tf.reshape(tap * weighted, [-1]), segment, batch * (cells + 1))
-        tap_w = tf.broadcast_to(tap_real * w, tf.shape(weighted))
-        total += tf.math.unsorted_segment_sum(tf.reshape(tap_w, [-1]), segment, batch * (cells + 1))
-    canvas = tf.reshape(canvas, [batch, cells + 1])[:, :cells]
-    total = tf.reshape(total, [batch, cells + 1])[:, :cells]
-    covered = total > 1e-12
-    safe = tf.where(covered, total, tf.ones_like(total))
-    out = tf.where(covered, canvas / tf.cast(safe, dtype), tf.zeros_like(canvas))
-    out = tf.reshape(out, [batch, rows, cols])
-    return out if batched else out[0]
+    numerator = splat_patches(patches * tf.cast(w, patches.dtype), positions, canvas_shape)
+    denominator = splat_patches(tf.broadcast_to(w, tf.shape(patches)), positions, canvas_shape)
+    covered = denominator > 1e-12
+    safe = tf.where(covered, denominator, tf.ones_like(denominator))
+    return tf.where(covered, numerator / tf.cast(safe, patches.dtype), tf.zeros_like(numerator))
 
 
 def reassemble_position(
