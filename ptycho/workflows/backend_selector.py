@@ -1,0 +1,119 @@
+"""The backend dispatcher (brief §1.4): one entry point for training and one for loading a model,
+routing to the TensorFlow or the PyTorch implementation named by ``config.backend``.
+
+Guarantees, in this order:
+
+1. CONFIG-001: ``update_legacy_dict(params.cfg, config)`` runs first, before ``config.backend`` is
+   inspected or any backend module is imported (backend modules read ``params.cfg``).
+2. ``backend`` must be ``'tensorflow'`` or ``'pytorch'``; anything else is a ``ValueError`` naming the
+   valid literals (and ``params.cfg`` is left as it was).
+3. The TensorFlow path imports ``ptycho.workflows.components`` and never torch.
+4. The PyTorch path without an importable torch raises the brief's §1.3 ``RuntimeError``; there is
+   no silent fallback to TensorFlow.
+5. ``results['backend']`` names the backend that produced the results.
+
+This module imports neither TensorFlow nor torch at import time.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from ptycho import params
+from ptycho.config.config import InferenceConfig, TrainingConfig, update_legacy_dict, validate_backend
+
+__all__ = [
+    "TORCH_UNAVAILABLE_MESSAGE",
+    "run_cdi_example_with_backend",
+    "load_inference_bundle_with_backend",
+    "backend_components",
+]
+
+# The brief's §1.3 text. ``ptycho_torch.TORCH_UNAVAILABLE_MESSAGE`` holds the same words, but that
+# package cannot be imported without torch, so the dispatcher keeps its own copy (a test holds the
+# two equal).
+TORCH_UNAVAILABLE_MESSAGE = (
+    "PyTorch backend selected but torch module unavailable.\n"
+    "Install PyTorch: pip install torch>=2.2\n"
+    "See docs/workflows/pytorch.md for installation guidance."
+)
+
+_COMPONENTS = {
+    "tensorflow": "ptycho.workflows.components",
+    "pytorch": "ptycho_torch.workflows.components",
+}
+
+
+def _sync_and_select(config: TrainingConfig | InferenceConfig) -> str:
+    """CONFIG-001 first, then the backend literal; a bad literal leaves ``params.cfg`` untouched."""
+    saved = dict(params.cfg)
+    update_legacy_dict(params.cfg, config)
+    try:
+        return validate_backend(getattr(config, "backend", None))
+    except ValueError:
+        params.cfg.clear()
+        params.cfg.update(saved)
+        raise
+
+
+def backend_components(backend: str) -> ModuleType:
+    """The workflow module of ``backend``; the §1.3 ``RuntimeError`` if torch is missing."""
+    backend = validate_backend(backend)
+    if backend == "pytorch":
+        try:
+            importlib.import_module("torch")
+        except ImportError as exc:
+            raise RuntimeError(TORCH_UNAVAILABLE_MESSAGE) from exc
+        try:
+            return importlib.import_module(_COMPONENTS[backend])
+        except ImportError as exc:
+            # torch imports but a part of the stack (e.g. lightning) does not: same policy, with the cause.
+            raise RuntimeError(f"{TORCH_UNAVAILABLE_MESSAGE}\nCause: {exc}") from exc
+    return importlib.import_module(_COMPONENTS[backend])
+
+
+def run_cdi_example_with_backend(
+    train_data: Any,
+    test_data: Any,
+    config: TrainingConfig,
+    do_stitching: bool = False,
+) -> tuple[Any, Any, dict[str, Any]]:
+    """Train on ``train_data`` and reconstruct ``test_data`` with ``config.backend``.
+
+    Returns ``(amplitude, phase, results)`` exactly as the backend's ``run_cdi_example`` /
+    ``run_cdi_example_torch`` does, with ``results['backend']`` added.
+    """
+    backend = _sync_and_select(config)
+    components = backend_components(backend)
+    if backend == "tensorflow":
+        amplitude, phase, results = components.run_cdi_example(train_data, test_data, config, do_stitching=do_stitching)
+    else:
+        amplitude, phase, results = components.run_cdi_example_torch(
+            train_data, test_data, config, do_stitching=do_stitching
+        )
+    results = dict(results)
+    results["backend"] = backend
+    return amplitude, phase, results
+
+
+def load_inference_bundle_with_backend(
+    bundle_dir: Path | str, config: InferenceConfig | TrainingConfig
+) -> tuple[Any, dict[str, Any]]:
+    """Load the model saved under ``bundle_dir`` with ``config.backend``.
+
+    Returns ``(model, params_dict)`` where ``params_dict`` is the saved legacy parameters plus
+    ``'backend'``. An artifact of the other backend raises
+    :class:`ptycho.model_manifest.BackendMismatchError` naming both backends and the path.
+    """
+    backend = _sync_and_select(config)
+    components = backend_components(backend)
+    if backend == "tensorflow":
+        model, saved = components.load_inference_bundle(bundle_dir)
+    else:
+        model, saved = components.load_inference_bundle_torch(bundle_dir)
+    saved = dict(saved)
+    saved["backend"] = backend
+    return model, saved
