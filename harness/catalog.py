@@ -1,0 +1,244 @@
+"""The selector catalog: which pytest selectors exist, how to run them, and on which cadence.
+
+The catalog is data (``harness/catalog.toml``) validated here with pydantic; an invalid file
+fails with a message naming the file, the field and what was expected.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from harness.errors import ConfigError
+
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
+CADENCE_NAMES = ("pr", "nightly", "weekly", "manual")
+
+
+class StrictModel(BaseModel):
+    """Unknown keys are typos: reject them instead of silently ignoring a setting."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RuntimeSpec(StrictModel):
+    """Runtime thresholds of one selector (brief §2.3).
+
+    ``mode = "absolute"`` compares against the ``*_s`` numbers; ``mode = "baseline"`` multiplies
+    the calibrated baseline of this host (or ``baseline_s``) by the ``*_factor`` numbers.
+    ``measure`` says which time is compared: the harness's own wall clock of the pytest process
+    (``wall``), pytest's session duration (``session``) or the sum of the tests' stage
+    durations (``tests``).
+    """
+
+    mode: Literal["absolute", "baseline"] = "absolute"
+    measure: Literal["wall", "session", "tests"] = "wall"
+    baseline_s: float | None = Field(default=None, gt=0)
+    critical_s: float | None = Field(default=None, gt=0)
+    warning_s: float | None = Field(default=None, gt=0)
+    suspicious_below_s: float | None = Field(default=None, gt=0)
+    critical_factor: float = Field(default=2.5, gt=0)
+    warning_factor: float = Field(default=1.7, gt=0)
+    suspicious_factor: float = Field(default=0.55, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RuntimeSpec:
+        if self.critical_s and self.warning_s and self.warning_s > self.critical_s:
+            raise ValueError("warning_s must not exceed critical_s")
+        if self.suspicious_below_s and self.warning_s and self.suspicious_below_s >= self.warning_s:
+            raise ValueError("suspicious_below_s must be below warning_s")
+        return self
+
+
+class ArtifactSpec(StrictModel):
+    """Which ``user_properties`` of the selector's tests name artifacts to check (ARTIF-001/002)."""
+
+    checkpoint_property: str | None = None
+    checkpoint_required_key: str = "hyper_parameters"
+    png_properties: tuple[str, ...] = ()
+    png_shape_property: str | None = None
+    min_png_bytes: int = Field(default=1024, ge=0)
+
+
+class FigureSpec(StrictModel):
+    """A quality figure a selector records with ``record_property`` and QUAL-001 watches."""
+
+    name: str
+    direction: Literal["higher", "lower"] = "higher"
+    tolerance: float = Field(default=0.0, ge=0)
+    baseline: float | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+
+
+class Selector(StrictModel):
+    """One pytest invocation the harness runs as a unit (brief §2.1)."""
+
+    name: str
+    title: str
+    args: tuple[str, ...] = Field(min_length=1)
+    owner: str
+    priority: Literal["high", "medium", "low"] = "medium"
+    brief: str | None = None
+    description: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    test_timeout_s: float = Field(default=300, gt=0)
+    timeout_method: Literal["signal", "thread"] = "signal"
+    timeout_s: float = Field(default=1800, gt=0)
+    cpus: int = Field(default=1, ge=1)
+    reruns: int = Field(default=0, ge=0)
+    paths: tuple[str, ...] = ()
+    runtime: RuntimeSpec = RuntimeSpec()
+    artifacts: ArtifactSpec | None = None
+    figures: tuple[FigureSpec, ...] = ()
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not NAME_PATTERN.match(value):
+            raise ValueError("must be lower_snake_case (letters, digits, underscores)")
+        return value
+
+    @model_validator(mode="after")
+    def _timeouts(self) -> Selector:
+        if self.timeout_s < self.test_timeout_s:
+            raise ValueError(
+                f"timeout_s ({self.timeout_s}) is the whole selector's limit and must be at least "
+                f"test_timeout_s ({self.test_timeout_s})"
+            )
+        return self
+
+
+class Cadence(StrictModel):
+    """When a group of selectors runs (brief §2.2) and what it may cost."""
+
+    name: str
+    description: str = ""
+    selectors: tuple[str, ...] = ()
+    paths: tuple[str, ...] = ()
+    budget_s: float | None = Field(default=None, gt=0)
+    environment_capture: Literal["basic", "full"] = "basic"
+    any_selector: bool = False
+
+
+class Catalog(StrictModel):
+    """The whole catalog file, with the root its selectors run in."""
+
+    version: Literal[1] = 1
+    path: Path
+    root: Path
+    rules: Path | None = None
+    python: str | None = None
+    pytest_args: tuple[str, ...] = ()
+    selectors: dict[str, Selector]
+    cadences: dict[str, Cadence]
+
+    @model_validator(mode="after")
+    def _references(self) -> Catalog:
+        for cadence in self.cadences.values():
+            for name in cadence.selectors:
+                if name not in self.selectors:
+                    known = ", ".join(sorted(self.selectors))
+                    raise ValueError(
+                        f"cadences.{cadence.name}.selectors names unknown selector {name!r} "
+                        f"(known: {known})"
+                    )
+        return self
+
+    def cadence(self, name: str) -> Cadence:
+        """The cadence called ``name``, or a ConfigError listing the valid names."""
+        try:
+            return self.cadences[name]
+        except KeyError:
+            raise ConfigError(
+                f"{self.path}: no cadence {name!r} (valid: {', '.join(sorted(self.cadences))})"
+            ) from None
+
+    def selector(self, name: str) -> Selector:
+        """The selector called ``name``, or a ConfigError listing the valid names."""
+        try:
+            return self.selectors[name]
+        except KeyError:
+            raise ConfigError(
+                f"{self.path}: no selector {name!r} (valid: {', '.join(sorted(self.selectors))})"
+            ) from None
+
+    def python_executable(self, default: str) -> str:
+        """The interpreter that runs pytest: the catalog's ``python`` (relative to root) or ``default``."""
+        if not self.python:
+            return default
+        candidate = Path(self.python)
+        return str(candidate if candidate.is_absolute() else (self.root / candidate))
+
+
+def format_validation_error(source: Path, error: ValidationError) -> str:
+    """One line per problem: ``file: dotted.field: message``."""
+    lines = []
+    for item in error.errors():
+        location = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = item["msg"].removeprefix("Value error, ")
+        lines.append(f"{source}: {location}: {message}")
+    return "\n".join(lines)
+
+
+def load_catalog(path: Path) -> Catalog:
+    """Read and validate a catalog TOML file; relative paths in it resolve against its folder."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: catalog file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read catalog: {exc.strerror}") from None
+
+    if not isinstance(raw.get("selectors"), dict) or not raw["selectors"]:
+        raise ConfigError(f"{path}: selectors: expected at least one [selectors.NAME] table")
+    if not isinstance(raw.get("cadences"), dict) or not raw["cadences"]:
+        raise ConfigError(f"{path}: cadences: expected at least one [cadences.NAME] table")
+
+    base = path.resolve().parent
+    defaults = raw.pop("defaults", {}) or {}
+    if not isinstance(defaults, dict):
+        raise ConfigError(f"{path}: defaults: expected a table")
+    allowed_defaults = {"test_timeout_s", "timeout_s", "timeout_method", "cpus", "reruns", "env"}
+    unknown = sorted(set(defaults) - allowed_defaults)
+    if unknown:
+        raise ConfigError(
+            f"{path}: defaults.{unknown[0]}: unknown key (allowed: {', '.join(sorted(allowed_defaults))})"
+        )
+
+    selectors = {}
+    for name, body in raw["selectors"].items():
+        if not isinstance(body, dict):
+            raise ConfigError(f"{path}: selectors.{name}: expected a table")
+        merged = {key: value for key, value in defaults.items() if key != "env"}
+        merged.update(body)
+        merged["env"] = {**defaults.get("env", {}), **body.get("env", {})}
+        merged["name"] = name
+        selectors[name] = merged
+    cadences = {}
+    for name, body in raw["cadences"].items():
+        if not isinstance(body, dict):
+            raise ConfigError(f"{path}: cadences.{name}: expected a table")
+        cadences[name] = {**body, "name": name}
+
+    root = Path(raw.pop("root", "."))
+    rules = raw.pop("rules", None)
+    document = {
+        **raw,
+        "path": path,
+        "root": (root if root.is_absolute() else base / root).resolve(),
+        "rules": None if rules is None else (Path(rules) if Path(rules).is_absolute() else (base / rules).resolve()),
+        "selectors": selectors,
+        "cadences": cadences,
+    }
+    try:
+        return Catalog.model_validate(document)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(path, exc)) from None

@@ -1,0 +1,91 @@
+"""``harness evaluate``: apply the rules to a pytest-json-report produced elsewhere."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from harness.commands.common import (
+    SEVERITIES,
+    add_catalog_options,
+    add_history_options,
+    add_json_option,
+    history_path,
+    load_catalog,
+    load_rules,
+    non_negative_float,
+    print_json,
+)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="apply the trigger rules to a pytest JSON report produced elsewhere",
+        description="Classify a pytest-json-report file as the selector NAME of the catalog and print the "
+        "triggers it fires. History is read (for RT-002 and baselines) but never written.",
+        epilog="Exit codes: 0 no trigger at or above --fail-on; 1 some; 2 usage, configuration or report error.",
+    )
+    parser.add_argument("report", type=Path, metavar="REPORT.json", help="a pytest-json-report file")
+    parser.add_argument("--selector", required=True, metavar="NAME", help="the catalog selector the report belongs to")
+    parser.add_argument("--runtime", type=non_negative_float, metavar="S",
+                        help="wall time of that run in seconds (default: the report's own duration)")
+    parser.add_argument("--exit-code", type=int, metavar="N", help="the pytest process's exit status, if known")
+    parser.add_argument("--fail-on", choices=SEVERITIES, default="high", help="lowest blocking severity (default: high)")
+    parser.add_argument("--thresholds", choices=("catalog", "absolute", "baseline"), default="catalog")
+    add_json_option(parser, "the classification and the alerts")
+    add_catalog_options(parser)
+    add_history_options(parser)
+    parser.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    from harness import environment
+    from harness.evaluation import EvaluationContext, NoHistory, blocking, evaluate_selector, prepare, sort_alerts
+    from harness.history import HistoryStore
+    from harness.pytest_report import classify, load_report
+    from harness.report_model import SelectorResult
+
+    catalog = load_catalog(args)
+    rules = load_rules(args, catalog)
+    selector = catalog.selector(args.selector)
+    report = load_report(args.report)
+    parsed = classify(report, args.exit_code)
+    result = SelectorResult(
+        name=selector.name, title=selector.title, owner=selector.owner, argv=[], env=dict(selector.env),
+        state=parsed.state, reason=parsed.reason, exit_code=args.exit_code, report_exitcode=parsed.report_exitcode,
+        wall_s=args.runtime if args.runtime is not None else parsed.session_s, session_s=parsed.session_s,
+        tests_s=parsed.tests_s, counts=parsed.counts, tests=parsed.tests,
+    )
+    path = history_path(args)
+    store = HistoryStore.open(path, create=False) if path is not None and path.exists() else None
+    notes = [] if store is not None else ["no history database: RT-002 and calibrated baselines not consulted"]
+    try:
+        ctx = EvaluationContext(rules=rules, history=store or NoHistory(), host_key=environment.host_info().host_key,
+                                thresholds_mode=None if args.thresholds == "catalog" else args.thresholds)
+        root = Path(report.root) if report.root and Path(report.root).is_dir() else catalog.root
+        prepare(result, selector, ctx, root)
+        alerts = sort_alerts(evaluate_selector(result, selector, ctx))
+    finally:
+        if store is not None:
+            store.close()
+    blockers = blocking(alerts, args.fail_on)
+    notes += ctx.notes
+    if args.json:
+        print_json({
+            "selector": selector.name, "state": result.state.value, "reason": result.reason,
+            "runtime_s": result.runtime_s, "runtime_measure": result.runtime_measure, "thresholds": result.thresholds,
+            "counts": result.counts.model_dump(), "artifacts": [a.model_dump() for a in result.artifacts],
+            "alerts": [a.model_dump() for a in alerts], "blocking": [a.fingerprint for a in blockers],
+            "notes": notes,
+        })
+    else:
+        runtime = "-" if result.runtime_s is None else f"{result.runtime_s:.1f} s ({result.runtime_measure})"
+        print(f"{selector.name}: {result.state.value} ({result.reason}); runtime {runtime}")
+        for alert in alerts:
+            print(f"  {alert.severity.upper():<8} {alert.trigger:<11} {alert.summary}")
+        for note in notes:
+            print(f"  note: {note}")
+        if not alerts:
+            print("  no trigger fired")
+    return 1 if blockers else 0

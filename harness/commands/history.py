@@ -1,0 +1,79 @@
+"""``harness history``: the trend of one selector across recorded runs."""
+
+from __future__ import annotations
+
+import argparse
+
+from harness.commands.common import add_history_options, add_json_option, history_path, positive_int, print_json
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "history",
+        help="print a selector's recorded runs (state, runtime, triggers, figures)",
+        description="Print the latest recorded results of a selector, newest first.",
+    )
+    parser.add_argument("--selector", metavar="NAME", help="the selector (omit to list the recorded selectors)")
+    parser.add_argument("--limit", type=positive_int, default=20, help="how many runs (default: %(default)s)")
+    hosts = parser.add_mutually_exclusive_group()
+    hosts.add_argument("--host", metavar="KEY", help="only runs of this host key")
+    hosts.add_argument("--this-host", action="store_true", help="only runs of this machine's host key")
+    add_json_option(parser, "the rows")
+    add_history_options(parser, allow_disable=False)
+    parser.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    from harness.history import HistoryStore
+
+    path = history_path(args)
+    host = args.host
+    if args.this_host:
+        from harness.environment import host_info
+
+        host = host_info().host_key
+    with HistoryStore.open(path, create=False) as store:
+        if not args.selector:
+            names = store.known_selectors()
+            if args.json:
+                print_json({"selectors": names, "baselines": store.baselines()})
+            else:
+                print("\n".join(names) if names else f"no runs recorded in {path}")
+            return 0
+        rows = store.trend(args.selector, args.limit, host)
+        baselines = store.baselines(args.selector)
+    if args.json:
+        print_json({"selector": args.selector, "history": str(path), "runs": rows, "baselines": baselines})
+        return 0
+    if not rows:
+        print(f"no recorded runs of {args.selector!r} in {path}")
+        return 0
+    _print_table(args.selector, rows, baselines)
+    return 0
+
+
+def _print_table(selector: str, rows: list[dict], baselines: list[dict]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{selector}: latest {len(rows)} runs, newest first")
+    for column in ("started (UTC)", "cadence", "state", "runtime", "tests", "triggers", "figures", "git"):
+        table.add_column(column, justify="right" if column == "runtime" else "left")
+    for row in rows:
+        runtime = "-" if row["runtime_s"] is None else f"{row['runtime_s']:.1f} s"
+        tests = f"{row['passed']}✓ {row['failed'] + row['error']}✗ {row['skipped']}s"
+        if row["rerun"]:
+            tests += f" {row['rerun']}r"
+        figures = ", ".join(f"{k}={v:.3g}" for k, v in list(row["figures"].items())[:4])
+        table.add_row(row["started_at"][:19].replace("T", " "), row["cadence"], row["state"], runtime, tests,
+                      " ".join(row["triggers"]), figures, (row["git_sha"] or "")[:8])
+    console = Console()
+    console.print(table)
+    runtimes = [row["runtime_s"] for row in rows if row["runtime_s"] is not None]
+    if runtimes:
+        ordered = sorted(runtimes)
+        median = ordered[len(ordered) // 2] if len(ordered) % 2 else sum(ordered[len(ordered) // 2 - 1: len(ordered) // 2 + 1]) / 2
+        console.print(f"runtime over these runs: min {ordered[0]:.1f} s, median {median:.1f} s, max {ordered[-1]:.1f} s")
+    for baseline in baselines[:5]:
+        console.print(f"baseline {baseline['metric']} = {baseline['value']:.4g} ({baseline['runs']} runs, "
+                      f"{baseline['host_key']}, {baseline['created_at'][:10]})")

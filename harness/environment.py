@@ -1,0 +1,94 @@
+"""Capture the environment of a run: host, git revision, package versions, ``env.txt``.
+
+Versions come from package metadata (torch and tensorflow are never imported here). ``env.txt``
+follows brief §3.5 step 2: ``python -V``, ``pip show torch lightning``, the CPU model and count.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import socket
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+from harness import __version__
+from harness.report_model import GitInfo, HostInfo
+
+VERSION_PACKAGES = ("torch", "lightning", "tensorflow", "tensorflow-cpu", "numpy", "pytest", "pytest-json-report", "pytest-timeout")
+PIP_SHOW_PACKAGES = ("torch", "lightning", "tensorflow-cpu", "tensorflow")
+
+
+def _run(argv: list[str], cwd: Path | None = None, timeout: float = 30) -> tuple[int, str]:
+    try:
+        done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)  # noqa: S603
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return -1, str(exc)
+    return done.returncode, (done.stdout + done.stderr).strip()
+
+
+def cpu_model() -> str | None:
+    """The CPU model name from /proc/cpuinfo (Linux), else platform.processor()."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def host_info() -> HostInfo:
+    """This machine. ``host_key`` groups runtime history: ``$HARNESS_HOST``, else CPU model x count
+    (stable across CI runners of one class, unlike their host names)."""
+    model = cpu_model()
+    count = os.cpu_count()
+    key = os.environ.get("HARNESS_HOST") or f"{model or platform.machine()} x{count}"
+    return HostInfo(hostname=socket.gethostname(), host_key=key, platform=platform.platform(), cpu_model=model, cpu_count=count)
+
+
+def git_info(root: Path) -> GitInfo:
+    """HEAD's sha and branch, and whether the tree has uncommitted changes (None outside git)."""
+    if shutil.which("git") is None:
+        return GitInfo()
+    code, sha = _run(["git", "rev-parse", "HEAD"], cwd=root)
+    if code != 0:
+        return GitInfo()
+    _, branch = _run(["git", "rev-parse", "--abbrev-ref", "HEAD"], cwd=root)
+    code, status = _run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root)
+    branch = os.environ.get("GITHUB_HEAD_REF") or os.environ.get("GITHUB_REF_NAME") or branch
+    return GitInfo(sha=sha, branch=branch or None, dirty=bool(status) if code == 0 else None)
+
+
+def package_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {"python": platform.python_version(), "harness": __version__}
+    for name in VERSION_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def env_text(python: str, root: Path, full: bool = False) -> str:
+    """The contents of ``env.txt`` for a run; ``full`` adds ``pip freeze`` (weekly cadence)."""
+    sections = []
+    _, version = _run([python, "-V"])
+    sections.append(f"$ python -V\n{version}")
+    _, shown = _run([python, "-m", "pip", "show", *PIP_SHOW_PACKAGES], timeout=60)
+    sections.append(f"$ pip show {' '.join(PIP_SHOW_PACKAGES)}\n{shown}")
+    if shutil.which("lscpu"):
+        _, cpu = _run(["lscpu"])
+        wanted = [line for line in cpu.splitlines() if line.startswith(("Model name", "CPU(s)"))]
+        sections.append("$ lscpu | grep -E 'Model name|CPU\\(s\\)'\n" + "\n".join(wanted))
+    else:
+        sections.append(f"# CPU\nModel name: {cpu_model()}\nCPU(s): {os.cpu_count()}")
+    sections.append(f"# platform\n{platform.platform()}\nhost: {socket.gethostname()}")
+    git = git_info(root)
+    sections.append(f"# git\nsha: {git.sha}\nbranch: {git.branch}\ndirty: {git.dirty}")
+    if full:
+        _, frozen = _run([python, "-m", "pip", "freeze"], timeout=120)
+        sections.append(f"$ pip freeze\n{frozen}")
+    return "\n\n".join(sections) + "\n"

@@ -1,0 +1,36 @@
+"""Where the harness finds its inputs and puts its outputs unless told otherwise.
+
+Relative defaults resolve against the repository root (the parent of this package), so
+``harness run`` works from any working directory of an editable install.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+REPO_ROOT = PACKAGE_DIR.parent
+
+DEFAULT_CATALOG = PACKAGE_DIR / "catalog.toml"
+DEFAULT_RULES = REPO_ROOT / "alerts" / "rules.yaml"
+DEFAULT_REPORTS_DIR = REPO_ROOT / "reports"
+HISTORY_FILENAME = "history.sqlite"
+
+
+def default_reports_dir() -> Path:
+    """``$HARNESS_REPORTS_DIR`` or ``<repo>/reports``."""
+    env = os.environ.get("HARNESS_REPORTS_DIR")
+    return Path(env) if env else DEFAULT_REPORTS_DIR
+
+
+def default_history_path(reports_dir: Path | None = None) -> Path:
+    """``$HARNESS_HISTORY`` or ``<reports dir>/history.sqlite``.
+
+    History sits beside the run directories so one CI cache entry (the reports folder)
+    carries both.
+    """
+    env = os.environ.get("HARNESS_HISTORY")
+    if env:
+        return Path(env)
+    return (reports_dir or default_reports_dir()) / HISTORY_FILENAME

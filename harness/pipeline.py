@@ -1,0 +1,258 @@
+"""One harness run end to end: catalog -> runner -> report parser -> rules -> history -> render.
+
+Each step only reads what the previous ones produced. The run directory is built aside and
+published by one rename inside the history transaction, so a run either leaves a complete
+report and its history rows, or (killed) neither.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from harness import environment, github
+from harness.catalog import Cadence, Catalog, Selector
+from harness.evaluation import (
+    EvaluationContext,
+    NoHistory,
+    blocking,
+    evaluate_run,
+    evaluate_selector,
+    prepare,
+    sort_alerts,
+)
+from harness.history import HistoryStore
+from harness.progress import make_progress
+from harness.pytest_report import classify, read_for_classification
+from harness.render import write_reports
+from harness.report_model import (
+    Gate,
+    RunInfo,
+    RunReport,
+    SelectorFiles,
+    SelectorResult,
+    SelectorState,
+)
+from harness.rules import RuleSet
+from harness.run_directory import RunDirectory
+from harness.runner import ProcessOutcome, Runner, SelectorPlan, plan_selector, utc_now
+
+EXIT_PASSED = 0
+EXIT_GATE_FAILED = 1
+EXIT_INTERRUPTED = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+@dataclass
+class RunRequest:
+    catalog: Catalog
+    rules: RuleSet
+    cadence: Cadence
+    selectors: list[Selector]
+    not_required: dict[str, str]
+    reports_dir: Path
+    history_path: Path | None
+    jobs: int
+    fail_on: str = "high"
+    thresholds_mode: str | None = None
+    progress: str = "auto"
+    changed_files: list[str] | None = None
+    json_output: bool = False
+
+
+@dataclass
+class RunOutcome:
+    report: RunReport
+    directory: Path
+    exit_code: int
+    warnings: list[str] = field(default_factory=list)
+
+
+class StopSignals:
+    """SIGINT/SIGTERM set an event (the runner stops its children) instead of killing the harness."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.received: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.received = self.received or signum
+        self.event.set()
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)  # type: ignore[arg-type]
+
+
+def selector_result(plan: SelectorPlan, outcome: ProcessOutcome, run_dir: RunDirectory) -> SelectorResult:
+    """Combine what the runner saw and what pytest reported into one SelectorResult."""
+    selector = plan.selector
+    report, problem = (None, None)
+    if plan.json_path.exists():
+        report, problem = read_for_classification(plan.json_path)
+    if outcome.start_error:
+        parsed = classify(None, None, missing_reason=outcome.start_error)
+        parsed.state = SelectorState.INTERNAL_ERROR
+    else:
+        missing = problem or (f"pytest wrote no JSON report ({_ended(outcome)})")
+        parsed = classify(report, outcome.exit_code, timed_out=outcome.timed_out,
+                          interrupted=outcome.interrupted, missing_reason=missing)
+    files = SelectorFiles(
+        pytest_json=run_dir.relative(plan.json_path) if plan.json_path.exists() else None,
+        stdout=run_dir.relative(plan.stdout_path),
+        stderr=run_dir.relative(plan.stderr_path),
+        basetemp=run_dir.relative(plan.basetemp),
+    )
+    return SelectorResult(
+        name=selector.name, title=selector.title, owner=selector.owner, argv=plan.argv, env=dict(selector.env),
+        state=parsed.state, reason=parsed.reason, exit_code=outcome.exit_code, report_exitcode=parsed.report_exitcode,
+        signal=outcome.signal, started_at=outcome.started_at, finished_at=outcome.finished_at, wall_s=outcome.wall_s,
+        session_s=None if parsed.session_s is None else round(parsed.session_s, 3), tests_s=parsed.tests_s,
+        counts=parsed.counts, tests=parsed.tests, files=files,
+    )
+
+
+def _ended(outcome: ProcessOutcome) -> str:
+    if outcome.signal:
+        return f"the process was killed by {outcome.signal}"
+    if outcome.exit_code is not None:
+        return f"the process exited with status {outcome.exit_code}"
+    return "the process did not finish"
+
+
+def not_run_result(selector: Selector, reason: str) -> SelectorResult:
+    return SelectorResult(name=selector.name, title=selector.title, owner=selector.owner, argv=[], env=dict(selector.env),
+                          state=SelectorState.NOT_RUN, reason=reason)
+
+
+@contextmanager
+def _open_history(path: Path | None):
+    if path is None:
+        yield None
+        return
+    store = HistoryStore.open(path)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def execute(request: RunRequest) -> RunOutcome:
+    """Run the request's selectors and publish the report; returns the exit code to use."""
+    started_dt = datetime.now(UTC)
+    started_at = utc_now()
+    clock = time.monotonic()
+    run_dir = RunDirectory(request.reports_dir, request.cadence.name, started_dt)
+    catalog = request.catalog
+    python = catalog.python_executable(sys.executable)
+    env_thread = threading.Thread(
+        target=lambda: (run_dir.staging / "env.txt").write_text(
+            environment.env_text(python, catalog.root, full=request.cadence.environment_capture == "full"), encoding="utf-8"),
+        daemon=True,
+    )
+    env_thread.start()
+    host = environment.host_info()
+    warnings: list[str] = []
+    try:
+        plans = [plan_selector(catalog, selector, run_dir.staging, run_dir.name) for selector in request.selectors]
+        progress = make_progress(request.progress, len(plans))
+        with StopSignals() as stop:
+            try:
+                outcomes = Runner(plans, request.jobs, progress, stop.event).run()
+            finally:
+                close = getattr(progress, "close", None)
+                if close:
+                    close()
+            interrupted_by = stop.received
+            # From here on a second signal must not leave a half-written report: keep deferring.
+            results_by_name = {plan.name: selector_result(plan, outcomes[plan.name], run_dir) for plan in plans}
+            for plan in plans:
+                outcome = outcomes[plan.name]
+                if not outcome.started and not outcome.start_error:
+                    results_by_name[plan.name] = not_run_result(plan.selector, "not started: the run was interrupted first")
+            for name, reason in request.not_required.items():
+                results_by_name[name] = not_run_result(catalog.selectors[name], reason)
+            ordered = [name for name in request.cadence.selectors if name in results_by_name]
+            ordered += [name for name in results_by_name if name not in ordered]
+            results = [results_by_name[name] for name in ordered]
+
+            with _open_history(request.history_path) as store:
+                ctx = EvaluationContext(rules=request.rules, history=store or NoHistory(), host_key=host.host_key,
+                                        thresholds_mode=request.thresholds_mode, display_path=run_dir.relative)
+                alerts = []
+                for result in results:
+                    selector = catalog.selectors[result.name]
+                    prepare(result, selector, ctx, catalog.root)
+                    alerts.extend(evaluate_selector(result, selector, ctx))
+                wall_s = round(time.monotonic() - clock, 3)
+                if interrupted_by is None:
+                    alerts.extend(evaluate_run(results, request.cadence.name, wall_s, request.cadence.budget_s, ctx))
+                alerts = sort_alerts(alerts)
+                blockers = blocking(alerts, request.fail_on)
+                if interrupted_by is not None:
+                    exit_code = EXIT_INTERRUPTED.get(interrupted_by, 130)
+                    status = "interrupted"
+                else:
+                    exit_code = EXIT_GATE_FAILED if blockers else EXIT_PASSED
+                    status = "failed" if blockers else "passed"
+                env_thread.join(timeout=120)
+                report = RunReport(
+                    run=RunInfo(
+                        id=run_dir.name, cadence=request.cadence.name, started_at=started_at, finished_at=utc_now(),
+                        wall_s=wall_s, interrupted=interrupted_by is not None, status=status, catalog=str(catalog.path),
+                        rules=str(request.rules.path), root=str(catalog.root), jobs=request.jobs,
+                        budget_s=request.cadence.budget_s, thresholds=request.thresholds_mode or "catalog",
+                        changed_files=request.changed_files, harness_version=environment.__version__,
+                        git=environment.git_info(catalog.root), host=host, versions=environment.package_versions(),
+                    ),
+                    gate=Gate(passed=not blockers and interrupted_by is None, fail_on=request.fail_on,  # type: ignore[arg-type]
+                              blocking=[a.fingerprint for a in blockers], exit_code=exit_code),
+                    selectors=results,
+                    alerts=alerts,
+                    notes=list(dict.fromkeys(ctx.notes)),
+                )
+                if store is None:
+                    report.notes.append("history disabled (--no-history): RT-002 and calibrated baselines not consulted")
+                    write_reports(report, run_dir.staging)
+                    run_dir.publish()
+                else:
+                    try:
+                        with store.recording(report) as resolved:
+                            report.resolved = resolved
+                            write_reports(report, run_dir.staging)
+                            run_dir.publish()
+                    except Exception as exc:  # history unusable: still publish the report, say so
+                        if run_dir.published:
+                            raise
+                        message = f"history not recorded in {request.history_path}: {exc}"
+                        warnings.append(message)
+                        report.notes.append(message)
+                        write_reports(report, run_dir.staging)
+                        run_dir.publish()
+    except BaseException:
+        if not run_dir.published:
+            # Keep the logs for the post-mortem; the next run removes the folder.
+            print(f"harness: run not published; partial files in {run_dir.staging}", file=sys.stderr)
+            run_dir.lock.unlink(missing_ok=True)
+        raise
+    github.publish(report, run_dir.final)
+    # issue 8: regenerate reports/index.html from history; a failure there is only a warning.
+    from harness import dashboard
+
+    problem = dashboard.refresh_after_run(request.reports_dir, request.history_path, request.catalog)
+    if problem:
+        warnings.append(problem)
+    return RunOutcome(report=report, directory=run_dir.final, exit_code=exit_code, warnings=warnings)
+

@@ -1,0 +1,268 @@
+"""Run selectors as pytest subprocesses, concurrently within a CPU budget, and time them.
+
+One process per selector, started from an argv list in its own session (so the whole process
+group can be stopped), stdout/stderr straight to files in the run directory. The harness
+measures wall time itself: a killed pytest reports nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from queue import Empty, Queue
+
+from harness.catalog import Catalog, Selector
+
+# On a stop request or a timeout the group first gets SIGINT (pytest then writes a partial,
+# "interrupted" JSON report), and SIGKILL if it is still there after this many seconds.
+STOP_GRACE_S = 5.0
+
+
+@dataclass(frozen=True)
+class SelectorPlan:
+    """Everything needed to start one selector's pytest process."""
+
+    selector: Selector
+    argv: list[str]
+    env: dict[str, str]
+    cwd: Path
+    directory: Path
+    json_path: Path
+    stdout_path: Path
+    stderr_path: Path
+    basetemp: Path
+
+    @property
+    def name(self) -> str:
+        return self.selector.name
+
+
+@dataclass
+class ProcessOutcome:
+    """How one pytest process ended, as seen from outside it."""
+
+    name: str
+    started: bool = False
+    exit_code: int | None = None
+    signal: str | None = None
+    wall_s: float | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    timed_out: bool = False
+    interrupted: bool = False
+    start_error: str | None = None
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def pytest_argv(catalog: Catalog, selector: Selector, python: str, directory: Path, *, with_plugin: bool) -> list[str]:
+    """The pytest command line of one selector (an argv list, never a shell string)."""
+    argv = [python, "-m", "pytest", *catalog.pytest_args, *selector.args]
+    argv += [
+        "-p", "no:cacheprovider",
+        # nargs='+': the option right after ends the list (see DESIGN, known behaviour).
+        "--json-report-omit", "keywords", "streams", "log",
+        "--json-report",
+        f"--json-report-file={directory / 'pytest.json'}",
+        f"--timeout={selector.test_timeout_s:g}",
+        f"--timeout-method={selector.timeout_method}",
+        f"--basetemp={directory / 'tmp'}",
+    ]
+    if with_plugin:
+        argv += ["-p", "harness.pytest_plugin"]
+    if selector.reruns:
+        argv += [f"--reruns={selector.reruns}"]
+    return argv
+
+
+def selector_environment(selector: Selector, run_id: str, base: dict[str, str] | None = None) -> dict[str, str]:
+    """The inherited environment plus the catalog's variables for this selector."""
+    env = dict(os.environ if base is None else base)
+    env.update(selector.env)
+    env["HARNESS_SELECTOR"] = selector.name
+    env["HARNESS_RUN_ID"] = run_id
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def plan_selector(catalog: Catalog, selector: Selector, run_dir: Path, run_id: str) -> SelectorPlan:
+    """Lay out a selector's files under ``run_dir/selectors/<name>/`` and build its command."""
+    directory = run_dir / "selectors" / selector.name
+    directory.mkdir(parents=True, exist_ok=True)
+    python = catalog.python_executable(sys.executable)
+    with_plugin = Path(python).resolve() == Path(sys.executable).resolve()
+    return SelectorPlan(
+        selector=selector,
+        argv=pytest_argv(catalog, selector, python, directory, with_plugin=with_plugin),
+        env=selector_environment(selector, run_id),
+        cwd=catalog.root,
+        directory=directory,
+        json_path=directory / "pytest.json",
+        stdout_path=directory / "stdout.log",
+        stderr_path=directory / "stderr.log",
+        basetemp=directory / "tmp",
+    )
+
+
+class ProgressSink:
+    """What the runner tells about progress (see harness.progress for the displays)."""
+
+    def started(self, plan: SelectorPlan) -> None: ...
+
+    def finished(self, plan: SelectorPlan, outcome: ProcessOutcome) -> None: ...
+
+    def tick(self, running: dict[str, tuple[SelectorPlan, float]]) -> None: ...
+
+
+@dataclass
+class _Running:
+    plan: SelectorPlan
+    process: subprocess.Popen
+    started: float
+    stop_sent: float | None = None
+    timed_out: bool = False
+    interrupted: bool = False
+    handles: list = field(default_factory=list)
+
+
+class Runner:
+    """Runs a list of plans with at most ``jobs`` CPUs busy; honours a stop event."""
+
+    def __init__(
+        self,
+        plans: list[SelectorPlan],
+        jobs: int,
+        progress: ProgressSink | None = None,
+        stop: threading.Event | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.plans = plans
+        self.jobs = max(1, jobs)
+        self.progress = progress or ProgressSink()
+        self.stop = stop or threading.Event()
+        self.clock = clock
+        self._done: Queue[tuple[str, int, float]] = Queue()
+
+    def run(self) -> dict[str, ProcessOutcome]:
+        outcomes = {plan.name: ProcessOutcome(name=plan.name) for plan in self.plans}
+        pending = list(self.plans)
+        running: dict[str, _Running] = {}
+        while pending or running:
+            if self.stop.is_set():
+                for item in running.values():
+                    self._stop(item, interrupted=True)
+                pending.clear()
+            else:
+                self._start_what_fits(pending, running, outcomes)
+            self._wait_and_reap(running, outcomes)
+            self._enforce_timeouts(running)
+        return outcomes
+
+    # -- scheduling -------------------------------------------------------------------------
+
+    def _start_what_fits(self, pending: list[SelectorPlan], running: dict[str, _Running], outcomes: dict) -> None:
+        busy = sum(item.plan.selector.cpus for item in running.values())
+        for plan in list(pending):
+            cpus = min(plan.selector.cpus, self.jobs)  # a wide selector still runs, alone
+            if busy + cpus > self.jobs and running:
+                continue
+            pending.remove(plan)
+            item = self._launch(plan, outcomes[plan.name])
+            if item is not None:
+                running[plan.name] = item
+                busy += cpus
+
+    def _launch(self, plan: SelectorPlan, outcome: ProcessOutcome) -> _Running | None:
+        plan.basetemp.parent.mkdir(parents=True, exist_ok=True)
+        stdout = open(plan.stdout_path, "wb")  # noqa: SIM115 - closed when the process is reaped
+        stderr = open(plan.stderr_path, "wb")  # noqa: SIM115
+        outcome.started_at = utc_now()
+        start = self.clock()
+        try:
+            process = subprocess.Popen(  # noqa: S603 - argv list from the validated catalog
+                plan.argv,
+                cwd=plan.cwd,
+                env=plan.env,
+                stdin=subprocess.DEVNULL,
+                stdout=stdout,
+                stderr=stderr,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            stdout.close()
+            stderr.close()
+            outcome.start_error = f"cannot start {plan.argv[0]}: {exc.strerror or exc}"
+            outcome.finished_at = utc_now()
+            outcome.wall_s = 0.0
+            self.progress.finished(plan, outcome)
+            return None
+        outcome.started = True
+        item = _Running(plan=plan, process=process, started=start, handles=[stdout, stderr])
+        threading.Thread(target=self._wait_for, args=(plan.name, process), daemon=True).start()
+        self.progress.started(plan)
+        return item
+
+    def _wait_for(self, name: str, process: subprocess.Popen) -> None:
+        code = process.wait()
+        self._done.put((name, code, self.clock()))
+
+    def _wait_and_reap(self, running: dict[str, _Running], outcomes: dict) -> None:
+        if not running:
+            return
+        try:
+            name, code, end = self._done.get(timeout=0.1)
+        except Empty:
+            self.progress.tick({n: (item.plan, item.started) for n, item in running.items()})
+            return
+        item = running.pop(name)
+        for handle in item.handles:
+            handle.close()
+        # Whatever the tests started and left behind (a CLI under a killed test) goes too.
+        _signal_group(item.process, signal.SIGKILL)
+        outcome = outcomes[name]
+        outcome.wall_s = round(end - item.started, 3)
+        outcome.finished_at = utc_now()
+        outcome.timed_out = item.timed_out
+        outcome.interrupted = item.interrupted
+        if code < 0:
+            outcome.signal = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
+            outcome.exit_code = code
+        else:
+            outcome.exit_code = code
+        self.progress.finished(item.plan, outcome)
+
+    def _enforce_timeouts(self, running: dict[str, _Running]) -> None:
+        now = self.clock()
+        for item in running.values():
+            if item.stop_sent is None and now - item.started > item.plan.selector.timeout_s:
+                item.timed_out = True
+                self._stop(item, interrupted=False)
+            elif item.stop_sent is not None and now - item.stop_sent > STOP_GRACE_S:
+                _signal_group(item.process, signal.SIGKILL)
+
+    def _stop(self, item: _Running, *, interrupted: bool) -> None:
+        if item.stop_sent is not None:
+            return
+        item.interrupted = item.interrupted or interrupted
+        item.stop_sent = self.clock()
+        _signal_group(item.process, signal.SIGINT)
+
+
+def _signal_group(process: subprocess.Popen, signum: int) -> None:
+    """Signal the selector's whole process group (pytest and whatever it started)."""
+    if process.poll() is not None and signum != signal.SIGKILL:
+        return
+    try:
+        os.killpg(process.pid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass

@@ -1,0 +1,66 @@
+"""Runtime thresholds of a selector: the catalog's absolute seconds, or factors of a baseline.
+
+In baseline mode the brief's factors apply (critical 2.5x, warning 1.7x, suspicious 0.55x)
+to the baseline calibrated on this host (``harness calibrate``), falling back to the
+catalog's ``baseline_s`` (measured on the brief's Ryzen 9 5950X).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from harness.catalog import RuntimeSpec
+
+Mode = Literal["absolute", "baseline"]
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    mode: Mode
+    critical: float | None
+    warning: float | None
+    suspicious: float | None
+    baseline: float | None
+    baseline_source: str | None
+
+    def named(self, name: str) -> float | None:
+        return {"critical": self.critical, "warning": self.warning, "suspicious": self.suspicious}[name]
+
+    def as_dict(self) -> dict[str, float | str | None]:
+        return {
+            "mode": self.mode,
+            "critical_s": self.critical,
+            "warning_s": self.warning,
+            "suspicious_below_s": self.suspicious,
+            "baseline_s": self.baseline,
+            "baseline_source": self.baseline_source,
+        }
+
+
+def resolve_thresholds(spec: RuntimeSpec, calibrated: float | None, mode: Mode | None = None) -> Thresholds:
+    """The thresholds in force: ``mode`` (a CLI override) or the catalog's, with the best baseline."""
+    chosen: Mode = mode or spec.mode
+    if calibrated is not None:
+        baseline, source = calibrated, "calibrated on this host"
+    elif spec.baseline_s is not None:
+        baseline, source = spec.baseline_s, "catalog baseline_s"
+    else:
+        baseline, source = None, None
+    if chosen == "baseline" and baseline is not None:
+        return Thresholds(
+            mode="baseline",
+            critical=round(baseline * spec.critical_factor, 3),
+            warning=round(baseline * spec.warning_factor, 3),
+            suspicious=round(baseline * spec.suspicious_factor, 3),
+            baseline=baseline,
+            baseline_source=source,
+        )
+    return Thresholds(
+        mode="absolute",
+        critical=spec.critical_s,
+        warning=spec.warning_s,
+        suspicious=spec.suspicious_below_s,
+        baseline=baseline,
+        baseline_source=source,
+    )
