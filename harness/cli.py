@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "harness.commands.catalog",
     "harness.commands.rules",
     "harness.commands.schema",
+    "harness.commands.dashboard",  # issue 8: reports/index.html
 )
 
 EXIT_USAGE = 2

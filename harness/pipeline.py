@@ -248,5 +248,11 @@ def execute(request: RunRequest) -> RunOutcome:
             run_dir.lock.unlink(missing_ok=True)
         raise
     github.publish(report, run_dir.final)
+    # issue 8: regenerate reports/index.html from history; a failure there is only a warning.
+    from harness import dashboard
+
+    problem = dashboard.refresh_after_run(request.reports_dir, request.history_path, request.catalog)
+    if problem:
+        warnings.append(problem)
     return RunOutcome(report=report, directory=run_dir.final, exit_code=exit_code, warnings=warnings)
 
