@@ -129,33 +129,40 @@ def _resolve_artifact(value: Any, cwd: Path) -> Path:
 
 
 def check_artifacts(result: SelectorResult, selector: Selector, cwd: Path, display: Callable[[Path], str]) -> tuple[list[ArtifactCheck], list[str]]:
-    """Inspect the checkpoint and PNGs the selector's tests recorded (catalog ``artifacts``)."""
+    """Inspect the checkpoint and PNGs the selector's tests recorded (catalog ``artifacts``).
+
+    Every recorded path is checked. A property no test recorded is itself a finding when some
+    test passed (the artifact was never produced); when the tests failed first, only a note.
+    """
     spec = selector.artifacts
     checks: list[ArtifactCheck] = []
     notes: list[str] = []
     if spec is None or result.state == SelectorState.NOT_RUN:
         return checks, notes
-    for test in (t for t in result.tests if t.kind == "test"):
-        props = test.user_properties
-        passed = test.outcome in ("passed", "rerun", "xpassed")
-        wanted: list[tuple[str, str]] = []
-        if spec.checkpoint_property:
-            wanted.append(("checkpoint", spec.checkpoint_property))
-        wanted.extend(("png", name) for name in spec.png_properties)
-        expected_shape = artifacts.parse_shape(props[spec.png_shape_property]) if spec.png_shape_property and spec.png_shape_property in props else None
-        for kind, prop in wanted:
-            if prop not in props:
-                if passed:
-                    checks.append(ArtifactCheck(kind=kind, property=prop, nodeid=test.nodeid, path=None, ok=False,
-                                                detail=f"the test passed but did not record {prop!r}"))
-                elif test.outcome in ("failed", "error"):
-                    notes.append(f"{result.name}: {test.nodeid} failed before recording {prop!r}; artifact not checked")
-                continue
+    tests = [t for t in result.tests if t.kind == "test"]
+    wanted: list[tuple[str, str]] = []
+    if spec.checkpoint_property:
+        wanted.append(("checkpoint", spec.checkpoint_property))
+    wanted.extend(("png", name) for name in spec.png_properties)
+    for kind, prop in wanted:
+        recorders = [t for t in tests if prop in t.user_properties]
+        if not recorders:
+            passed = [t for t in tests if t.outcome in ("passed", "rerun", "xpassed")]
+            if passed:
+                checks.append(ArtifactCheck(kind=kind, property=prop, nodeid=passed[0].nodeid, path=None, ok=False,
+                                            detail=f"no test recorded {prop!r} (record_property) although {len(passed)} passed"))
+            elif tests:
+                notes.append(f"{result.name}: no test recorded {prop!r} (none passed); artifact not checked")
+            continue
+        for test in recorders:
+            props = test.user_properties
             path = _resolve_artifact(props[prop], cwd)
             if kind == "checkpoint":
                 found = artifacts.inspect_checkpoint(path, spec.checkpoint_required_key)
             else:
-                found = artifacts.inspect_png(path, spec.min_png_bytes, expected_shape)
+                shape_text = props.get(spec.png_shape_property) if spec.png_shape_property else None
+                expected = artifacts.parse_shape(shape_text) if shape_text is not None else None
+                found = artifacts.inspect_png(path, spec.min_png_bytes, expected)
             checks.append(ArtifactCheck(kind=kind, property=prop, nodeid=test.nodeid, path=display(path),
                                         ok=found.ok, size_bytes=found.size_bytes, detail=found.detail))
     return checks, notes

@@ -268,7 +268,7 @@ def classify(
         parsed.state, parsed.reason = SelectorState.COLLECTION_ERROR, f"collection failed: {names}"
     elif report.exitcode == 5 or (counts.total == 0 and counts.collected - counts.deselected == 0):
         parsed.state, parsed.reason = SelectorState.NO_TESTS, "no tests collected (or all deselected)"
-    elif missing_tests > 0 and report.exitcode != 1:
+    elif missing_tests > 0 and not failing:
         parsed.state = SelectorState.TRUNCATED
         parsed.reason = (
             f"{missing_tests} of {counts.collected - counts.deselected} selected tests have no result "

@@ -21,6 +21,28 @@ from queue import Empty, Queue
 
 from harness.catalog import Catalog, Selector
 
+def _parent_death_signal() -> Callable[[], None] | None:
+    """Linux: a preexec function that makes the kernel SIGKILL pytest if the harness dies
+    (a harness killed with SIGKILL cannot stop its children itself). Resolved before any fork,
+    so the child only calls a ready function pointer."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+
+    def set_signal() -> None:
+        prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
+
+    return set_signal
+
+
+_PREEXEC = _parent_death_signal()
+
 # On a stop request or a timeout the group first gets SIGINT (pytest then writes a partial,
 # "interrupted" JSON report), and SIGKILL if it is still there after this many seconds.
 STOP_GRACE_S = 5.0
@@ -197,6 +219,7 @@ class Runner:
                 stdout=stdout,
                 stderr=stderr,
                 start_new_session=True,
+                preexec_fn=_PREEXEC,  # noqa: PLW1509 - no locks taken, see _parent_death_signal
             )
         except OSError as exc:
             stdout.close()

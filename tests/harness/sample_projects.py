@@ -1,0 +1,153 @@
+"""Small pytest projects, built in a temporary folder, that the harness runs for real.
+
+A ``SampleProject`` writes test files and a catalog (its selectors get the brief's names where a
+trigger is scoped to one, so the repository's real ``alerts/rules.yaml`` applies unchanged) and
+runs ``python -m harness`` on it as a user would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+import textwrap
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+RULES = REPO / "alerts" / "rules.yaml"
+HOST = "sample-host"
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{key} = {toml_value(item)}" for key, item in value.items()) + " }"
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def catalog_text(selectors: dict[str, dict[str, Any]], cadences: dict[str, dict[str, Any]] | None = None,
+                 rules: Path | None = RULES) -> str:
+    """A catalog whose root is its own folder; selectors default to owner TEST-PYTORCH-001."""
+    lines = ['version = 1', 'root = "."']
+    if rules is not None:
+        lines.append(f"rules = {toml_value(str(rules))}")
+    for name, fields in selectors.items():
+        lines.append(f"\n[selectors.{name}]")
+        body = {"title": name.replace("_", " "), "owner": "TEST-PYTORCH-001", "test_timeout_s": 30, "timeout_s": 60, **fields}
+        for key, value in body.items():
+            lines.append(f"{key} = {toml_value(value)}")
+    cadences = cadences or {"pr": {"selectors": list(selectors)}}
+    for name, fields in cadences.items():
+        lines.append(f"\n[cadences.{name}]")
+        for key, value in fields.items():
+            lines.append(f"{key} = {toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class HarnessResult:
+    returncode: int
+    stdout: str
+    stderr: str
+    reports_dir: Path
+
+    @property
+    def run_dirs(self) -> list[Path]:
+        return sorted(p for p in self.reports_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+    @property
+    def report(self) -> dict[str, Any]:
+        """report.json of the newest run directory."""
+        return json.loads((self.run_dirs[-1] / "report.json").read_text())
+
+    def selector(self, name: str) -> dict[str, Any]:
+        return next(s for s in self.report["selectors"] if s["name"] == name)
+
+    def alerts(self, trigger: str | None = None, selector: str | None = None) -> list[dict[str, Any]]:
+        return [a for a in self.report["alerts"]
+                if (trigger is None or a["trigger"] == trigger) and (selector is None or a["selector"] == selector)]
+
+    def triggers_by_node(self) -> dict[str, set[str]]:
+        found: dict[str, set[str]] = {}
+        for alert in self.report["alerts"]:
+            if alert["nodeid"]:
+                found.setdefault(alert["nodeid"], set()).add(alert["trigger"])
+        return found
+
+
+class SampleProject:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.reports = root / "reports"
+        self.history = self.reports / "history.sqlite"
+
+    def write(self, relative: str, text: str) -> Path:
+        path = self.root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text), encoding="utf-8")
+        return path
+
+    def catalog(self, selectors: dict[str, dict[str, Any]], cadences: dict[str, dict[str, Any]] | None = None, name: str = "catalog.toml") -> Path:
+        return self.write(name, catalog_text(selectors, cadences))
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "HARNESS_", "PYTEST_"))}
+        env.update({"HARNESS_HOST": HOST, "PYTHONDONTWRITEBYTECODE": "1"}, **extra)
+        return env
+
+    def command(self, *args: str, catalog: str = "catalog.toml") -> list[str]:
+        argv = [sys.executable, "-m", "harness", *args]
+        if args and args[0] in ("run", "evaluate", "calibrate", "catalog", "rules"):
+            argv += ["--catalog", str(self.root / catalog)]
+        if args and args[0] in ("run", "evaluate", "calibrate", "history"):
+            argv += ["--reports-dir", str(self.reports)]
+        return argv
+
+    def harness(self, *args: str, catalog: str = "catalog.toml", timeout: float = 120, **env: str) -> HarnessResult:
+        done = subprocess.run(self.command(*args, catalog=catalog), cwd=self.root, env=self.env(**env),
+                              capture_output=True, text=True, timeout=timeout, check=False)
+        return HarnessResult(done.returncode, done.stdout, done.stderr, self.reports)
+
+    def run(self, *args: str, cadence: str = "pr", **kwargs: Any) -> HarnessResult:
+        return self.harness("run", "--cadence", cadence, "--progress", "plain", *args, **kwargs)
+
+
+# -- artifacts the sample tests write -----------------------------------------------------------
+
+
+def png_bytes(height: int, width: int, pad_to: int = 0) -> bytes:
+    """A valid greyscale PNG of height x width; ``pad_to`` adds noise so the file reaches that size."""
+    raw = b"".join(b"\x00" + bytes((x * 7 + y * 13) % 256 for x in range(width)) for y in range(height))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+    data += chunk(b"IDAT", zlib.compress(raw))
+    if pad_to > len(data) + 12:
+        data += chunk(b"tEXt", b"pad\x00" + os.urandom(pad_to - len(data) - 16).hex().encode()[: pad_to - len(data) - 16])
+    return data + chunk(b"IEND", b"")
+
+
+def checkpoint_bytes(content_pickle: bytes) -> bytes:
+    """A torch-style zip checkpoint (``archive/data.pkl``) around a given pickle."""
+    import io
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("archive/data.pkl", content_pickle)
+        archive.writestr("archive/version", "3\n")
+    return buffer.getvalue()
