@@ -123,6 +123,18 @@ class Cadence(StrictModel):
     budget_s: float | None = Field(default=None, gt=0)
     environment_capture: Literal["basic", "full"] = "basic"
     any_selector: bool = False
+    # issue 8 (`harness serve`): cron schedule in UTC, 5 fields (or 6, the last one seconds).
+    schedule: str | None = None
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is not None:
+            from croniter import croniter
+
+            if not croniter.is_valid(value):
+                raise ValueError(f"{value!r} is not a cron expression (e.g. '17 3 * * *': 03:17 UTC daily)")
+        return value
 
 
 class Catalog(StrictModel):

@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "harness.commands.rules",
     "harness.commands.schema",
     "harness.commands.dashboard",  # issue 8: reports/index.html
+    "harness.commands.serve",  # issue 8: cron schedules + dashboard over HTTP
 )
 
 EXIT_USAGE = 2
