@@ -264,7 +264,8 @@ def _runtime_alert(trigger: Trigger, selector: Selector, result: SelectorResult,
             f"{result.name}: {cond.consecutive_runs} consecutive runs {direction} {limit:g} s "
             f"({', '.join(f'{v:.1f}' for v in series)} s, newest first)"
         )
-    return _alert(trigger, selector, result, summary, evidence)
+    # Runtimes are per machine: the same trigger on two hosts is two alerts.
+    return _alert(trigger, selector, result, summary, evidence, subject=f"host:{ctx.host_key}")
 
 
 def _figure_alerts(trigger: Trigger, selector: Selector, result: SelectorResult, ctx: EvaluationContext) -> list[Alert]:

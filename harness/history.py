@@ -237,7 +237,7 @@ class HistoryStore:
         states = {result.name: result.state for result in report.selectors}
         rows = self.db.execute(
             """
-            SELECT s.*, r.run_key AS last_run, r.cadence AS last_cadence,
+            SELECT s.*, r.run_key AS last_run, r.cadence AS last_cadence, r.host_key AS last_host,
                    (SELECT MIN(a2.created_at) FROM alerts a2 WHERE a2.fingerprint = s.fingerprint) AS first_fired
             FROM alert_state AS s JOIN runs AS r ON r.id = s.run_id
             WHERE s.status = 'firing' AND s.run_id != ?
@@ -261,6 +261,8 @@ class HistoryStore:
                     continue
                 if state == SelectorState.NOT_RUN:
                     continue
+                if row["last_host"] != report.run.host.host_key and '"runtime_s"' in (row["evidence"] or ""):
+                    continue  # a runtime alert belongs to its host; another machine's speed says nothing
             self.db.execute(
                 """
                 INSERT INTO alerts (run_id, fingerprint, trigger_id, status, severity, owner, sla, title, selector,
