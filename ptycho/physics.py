@@ -15,6 +15,7 @@ import numpy as np
 __all__ = [
     "bilinear_taps",
     "extract_patches",
+    "adjoint_extract",
     "illuminate",
     "propagate",
     "intensity",
@@ -73,6 +74,42 @@ def extract_patches(obj: np.ndarray, positions: np.ndarray, n: int) -> np.ndarra
         + fr * fc * _gather(obj, row0 + 1, col0 + 1)
     )
     return out.astype(np.result_type(obj.dtype, np.complex64) if np.iscomplexobj(obj) else np.float32)
+
+
+def adjoint_extract(patches: np.ndarray, positions: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Adjoint of :func:`extract_patches`: splat every patch back onto an object of ``shape``.
+
+    Each patch pixel is spread over its four bilinear neighbours with the same taps as extraction
+    (values that fall outside the object are dropped), and overlapping patches add up, so
+    ``<extract_patches(O), G> == <O, adjoint_extract(G)>``. Iterative solvers need it for the
+    gradient with respect to the object.
+    """
+    patches = np.asarray(patches)
+    if patches.ndim != 3 or patches.shape[1] != patches.shape[2]:
+        raise ValueError(f"patches: expected shape (P, N, N), got {patches.shape}")
+    n = patches.shape[-1]
+    m_rows, m_cols = int(shape[0]), int(shape[1])
+    row0, col0, fr, fc = bilinear_taps(positions, n)
+    if row0.shape[0] != patches.shape[0]:
+        raise ValueError(f"positions: expected {patches.shape[0]} positions, one per patch, got {row0.shape[0]}")
+    values = patches.astype(np.complex128 if np.iscomplexobj(patches) else np.float64)
+    flat_index: list[np.ndarray] = []
+    flat_value: list[np.ndarray] = []
+    for d_row, d_col in ((0, 0), (0, 1), (1, 0), (1, 1)):
+        tap = ((fr if d_row else 1 - fr) * (fc if d_col else 1 - fc))[:, None, None]
+        rows = np.broadcast_to((row0 + d_row)[:, :, None], values.shape)
+        cols = np.broadcast_to((col0 + d_col)[:, None, :], values.shape)
+        ok = (rows >= 0) & (rows < m_rows) & (cols >= 0) & (cols < m_cols)
+        flat_index.append(rows[ok] * m_cols + cols[ok])
+        flat_value.append((tap * values)[ok])
+    index = np.concatenate(flat_index)
+    value = np.concatenate(flat_value)
+    size = m_rows * m_cols
+    if np.iscomplexobj(value):
+        out = np.bincount(index, value.real, minlength=size) + 1j * np.bincount(index, value.imag, minlength=size)
+    else:
+        out = np.bincount(index, value, minlength=size)
+    return out.reshape(m_rows, m_cols)
 
 
 def illuminate(probe: np.ndarray, patches: np.ndarray) -> np.ndarray:
