@@ -95,6 +95,8 @@ class Selector(StrictModel):
     runtime: RuntimeSpec = RuntimeSpec()
     artifacts: ArtifactSpec | None = None
     figures: tuple[FigureSpec, ...] = ()
+    # issue 8 (`harness run --shard`): "test" splits this selector's test ids across the shards.
+    shard_by: Literal["selector", "test"] = "selector"
 
     @field_validator("name")
     @classmethod

@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "harness.commands.schema",
     "harness.commands.dashboard",  # issue 8: reports/index.html
     "harness.commands.serve",  # issue 8: cron schedules + dashboard over HTTP
+    "harness.commands.merge",  # issue 8: shard run directories -> one verdict
 )
 
 EXIT_USAGE = 2

@@ -225,13 +225,13 @@ def execute(request: RunRequest) -> RunOutcome:
                 )
                 if store is None:
                     report.notes.append("history disabled (--no-history): RT-002 and calibrated baselines not consulted")
-                    write_reports(report, run_dir.staging)
+                    warnings.extend(write_reports(report, run_dir.staging))
                     run_dir.publish()
                 else:
                     try:
                         with store.recording(report) as resolved:
                             report.resolved = resolved
-                            write_reports(report, run_dir.staging)
+                            warnings.extend(write_reports(report, run_dir.staging))
                             run_dir.publish()
                     except Exception as exc:  # history unusable: still publish the report, say so
                         if run_dir.published:
@@ -239,7 +239,7 @@ def execute(request: RunRequest) -> RunOutcome:
                         message = f"history not recorded in {request.history_path}: {exc}"
                         warnings.append(message)
                         report.notes.append(message)
-                        write_reports(report, run_dir.staging)
+                        warnings.extend(write_reports(report, run_dir.staging))
                         run_dir.publish()
     except BaseException:
         if not run_dir.published:

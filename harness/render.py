@@ -69,8 +69,19 @@ def render_html(report: RunReport) -> str:
     return _environment(True).get_template("summary.html.j2").render(**_context(report))
 
 
-def write_reports(report: RunReport, directory: Path) -> None:
-    """``report.json``, ``summary.md`` and ``summary.html`` into ``directory``."""
+def write_reports(report: RunReport, directory: Path) -> list[str]:
+    """``report.json``, ``summary.md`` and ``summary.html`` into ``directory``.
+
+    report.json comes first and is what matters; a summary that fails to render is replaced by
+    a short text saying so (the run is still published), and the problem is returned.
+    """
     (directory / "report.json").write_text(report.to_json() + "\n", encoding="utf-8")
-    (directory / "summary.md").write_text(render_markdown(report), encoding="utf-8")
-    (directory / "summary.html").write_text(render_html(report), encoding="utf-8")
+    problems = []
+    for name, render in (("summary.md", render_markdown), ("summary.html", render_html)):
+        try:
+            text = render(report)
+        except Exception as exc:  # a template bug must not cost the run its report
+            problems.append(f"{name} could not be rendered ({type(exc).__name__}: {exc}); see report.json")
+            text = f"{problems[-1]}\n"
+        (directory / name).write_text(text, encoding="utf-8")
+    return problems

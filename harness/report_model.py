@@ -215,6 +215,10 @@ class RunInfo(Model):
     git: GitInfo
     host: HostInfo
     versions: dict[str, str | None]
+    # issue 8: "i/n" for one shard of a run (harness run --shard); the shard run ids a merged
+    # report was built from (harness merge).
+    shard: str | None = None
+    merged_from: list[str] | None = None
 
 
 class RunReport(Model):
