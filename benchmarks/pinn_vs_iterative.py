@@ -1,0 +1,277 @@
+"""PtychoPINN against the iterative reference (ePIE, Poisson PIE): SSIM against wall time.
+
+For each dose (1e9, 1e4, 1e3 photons per pattern by default) two scans of the canonical kind are
+simulated: scan A (the canonical object) and scan B (same probe and raster, another object), the
+"second scan of the same kind". Printed:
+
+1. SSIM (amplitude and strict phase, inside the scanned area, against the ground truth) after
+   given wall times for each iterative variant on scan A, with the median seconds per sweep and
+   the flat-image baseline (a constant object: what "no information" scores).
+2. The amortised case on scan B: the time each iterative variant needs to reach given amplitude
+   SSIMs, and, where the PyTorch backend is available, the network trained on scan A: training
+   time, inference time on scan B, its SSIM there and the iterative time to match that SSIM.
+
+SSIM after k sweeps is deterministic for a seed; the wall time of a point is measured in the same
+run (the time spent scoring is excluded). Run: ``.venv/bin/python benchmarks/pinn_vs_iterative.py``
+(``--help`` for doses, budgets, and ``--skip-network``). Takes about 3 x (variants x seconds) plus
+the network's training budget per dose.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+from ptycho.evaluation import evaluate_reconstruction, scanned_region  # noqa: E402
+from ptycho.iterative import SweepReport, object_in_input_frame, reference_reconstruction  # noqa: E402
+from ptycho.raw_data import RawData  # noqa: E402
+from ptycho.simulate import CanonicalSpec, simulate_spec  # noqa: E402
+
+SCAN_A_SEED = 1084  # the canonical fixture's object, probe and scan
+SCAN_B_SEED = 2084  # same kind, another object
+REPORT_TIMES = (1.0, 3.0, 10.0, 30.0)
+TARGET_SSIMS = (0.7, 0.8, 0.9, 0.95)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One iterative configuration as the benchmark names it."""
+
+    label: str
+    method: str
+    alpha: float | None  # None: the dose-dependent default of reference_reconstruction
+    momentum: float
+
+
+VARIANTS = (
+    Variant("ePIE a=1 (textbook)", "epie", 1.0, 0.0),
+    Variant("ePIE a=1 +momentum", "epie", 1.0, 0.9),
+    Variant("ePIE a=0.1 +momentum", "epie", 0.1, 0.9),
+    Variant("Poisson PIE (default a) +mom", "poisson-pie", None, 0.9),
+)
+
+
+@dataclass
+class Trajectory:
+    """SSIM of one run at the sweeps it was scored, against the run's own clock."""
+
+    label: str
+    dose: float
+    scan: str
+    sweeps: list[int] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    amplitude_ssim: list[float] = field(default_factory=list)
+    phase_ssim: list[float] = field(default_factory=list)
+    median_sweep_seconds: float = math.nan
+    alpha: float = math.nan
+
+    def at(self, t: float) -> tuple[float, float] | None:
+        """SSIMs of the last scored estimate available by wall time ``t`` (None: not yet one, or
+        the run's budget ended before ``t``)."""
+        idx = [i for i, s in enumerate(self.seconds) if s <= t]
+        if not idx or t > self.seconds[-1] + self.median_sweep_seconds:
+            return None
+        return self.amplitude_ssim[idx[-1]], self.phase_ssim[idx[-1]]
+
+    def time_to(self, amplitude_ssim: float) -> float | None:
+        """Wall time of the first scored estimate reaching ``amplitude_ssim`` (None: never)."""
+        for s, a in zip(self.seconds, self.amplitude_ssim):
+            if a >= amplitude_ssim:
+                return s
+        return None
+
+    @property
+    def best(self) -> tuple[float, float, float]:
+        i = int(np.argmax(self.amplitude_ssim))
+        return self.amplitude_ssim[i], self.phase_ssim[i], self.seconds[i]
+
+
+def _score_sweeps(limit: int = 10_000) -> set[int]:
+    """Every sweep up to 12, then about 15 % apart: dense where SSIM moves fast."""
+    marks, k = set(range(1, 13)), 12.0
+    while k < limit:
+        k *= 1.15
+        marks.add(int(k))
+    return marks
+
+
+def simulate_scan(dose: float, seed: int) -> RawData:
+    return simulate_spec(CanonicalSpec(seed=seed, nphotons=dose))
+
+
+def truth_ssims(recon: np.ndarray, raw: RawData) -> tuple[float, float]:
+    truth = raw.objectGuess
+    fig = evaluate_reconstruction(recon, truth, scanned_region(raw.positions, truth.shape))
+    return fig.amplitude_ssim, fig.phase_ssim
+
+
+def run_iterative(raw: RawData, variant: Variant, seconds: float, scan: str, dose: float) -> Trajectory:
+    marks = _score_sweeps()
+    traj = Trajectory(variant.label, dose, scan)
+    truth_shape = raw.objectGuess.shape
+
+    def score(report: SweepReport) -> None:
+        if report.iteration in marks:
+            # the object is on the solver's canvas; the canonical scans need no offset
+            amp, phase = truth_ssims(report.object[: truth_shape[0], : truth_shape[1]], raw)
+            traj.sweeps.append(report.iteration)
+            traj.seconds.append(report.seconds)
+            traj.amplitude_ssim.append(amp)
+            traj.phase_ssim.append(phase)
+
+    result = reference_reconstruction(
+        raw, variant.method, seconds=seconds, seed=0, alpha=variant.alpha, momentum=variant.momentum, progress=score
+    )
+    amp, phase = truth_ssims(object_in_input_frame(result, truth_shape), raw)
+    traj.sweeps.append(int(result.iterations))
+    traj.seconds.append(result.seconds)
+    traj.amplitude_ssim.append(amp)
+    traj.phase_ssim.append(phase)
+    per_sweep = np.diff(np.concatenate([[0.0], result.history_seconds[result.history_iteration == np.floor(result.history_iteration)]]))
+    traj.median_sweep_seconds = float(np.median(per_sweep)) if per_sweep.size else math.nan
+    traj.alpha = float(result.settings["alpha"])
+    return traj
+
+
+def flat_ssims(raw: RawData) -> tuple[float, float]:
+    """A constant object (mean amplitude, zero phase): the no-information baseline."""
+    truth = raw.objectGuess
+    return truth_ssims(np.full(truth.shape, np.abs(truth).mean(), dtype=np.complex64), raw)
+
+
+# --------------------------------------------------------------------------- the network half
+
+
+def network_available() -> str | None:
+    """None if the PyTorch backend's workflow can be imported, else why not."""
+    try:
+        from ptycho_torch.workflows.components import run_cdi_example_torch  # noqa: F401
+    except Exception as exc:  # ImportError, or a backend still being written
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+@dataclass
+class NetworkRun:
+    dose: float
+    epochs: int
+    train_seconds: float
+    inference_seconds: float
+    amplitude_ssim_b: float
+    phase_ssim_b: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def run_network(scan_a: RawData, scan_b: RawData, dose: float, epochs: int, workdir: Path) -> NetworkRun:
+    """Train on scan A, reconstruct scan B; training and inference timed separately."""
+    from ptycho.config.config import ModelConfig, TrainingConfig
+    from ptycho_torch.workflows.components import _reassemble_cdi_image_torch, train_cdi_model_torch
+
+    config = TrainingConfig(
+        model=ModelConfig(N=scan_a.N, gridsize=1), nepochs=epochs, nphotons=dose,
+        output_dir=workdir / f"pinn_{dose:g}", backend="pytorch",
+    )
+    start = time.perf_counter()
+    trained = train_cdi_model_torch(scan_a, None, config)
+    train_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    _amp, _phase, stitched = _reassemble_cdi_image_torch(scan_b, config, train_results=trained)
+    inference_seconds = time.perf_counter() - start
+    recon = np.asarray(stitched["obj_tensor_full"])
+    recon = recon.reshape(recon.shape[-2:]) if recon.ndim > 2 else recon
+    canvas = np.zeros(scan_b.objectGuess.shape, dtype=np.complex64)
+    rows, cols = min(canvas.shape[0], recon.shape[0]), min(canvas.shape[1], recon.shape[1])
+    canvas[:rows, :cols] = recon[:rows, :cols]
+    amp, phase = truth_ssims(canvas, scan_b)
+    return NetworkRun(dose, epochs, train_seconds, inference_seconds, amp, phase,
+                      {"timings": {k: float(v) for k, v in trained.get("timings", {}).items()},
+                       "reassembly_timings": {k: float(v) for k, v in stitched.get("reassembly_timings", {}).items()}})
+
+
+# --------------------------------------------------------------------------- printing
+
+
+def _fmt_pair(pair: tuple[float, float] | None) -> str:
+    return "   --   " if pair is None else f"{pair[0]:.2f}/{pair[1]:.2f}"
+
+
+def _fmt_time(t: float | None) -> str:
+    return "never" if t is None else f"{t:.1f}s"
+
+
+def print_dose(dose: float, trajs_a: list[Trajectory], trajs_b: list[Trajectory], flat_a: tuple[float, float],
+               network: NetworkRun | None, network_note: str | None) -> None:
+    print(f"\n=== {dose:g} photons/pattern: scan A (canonical object), SSIM amplitude/strict phase vs ground truth")
+    print(f"flat image scores {flat_a[0]:.2f}/{flat_a[1]:.2f}")
+    head = f"{'method':32s} {'alpha':>5s} {'s/sweep':>8s} " + " ".join(f"{f'@{t:g}s':>9s}" for t in REPORT_TIMES)
+    print(head + f" {'best amp (phase) at':>24s} {'final':>9s}")
+    for tr in trajs_a:
+        best = tr.best
+        cells = " ".join(f"{_fmt_pair(tr.at(t)):>9s}" for t in REPORT_TIMES)
+        print(f"{tr.label:32s} {tr.alpha:5.2g} {tr.median_sweep_seconds:8.3f} {cells} "
+              f"{f'{best[0]:.2f} ({best[1]:.2f}) at {best[2]:.1f}s':>24s} "
+              f"{_fmt_pair((tr.amplitude_ssim[-1], tr.phase_ssim[-1])):>9s}")
+    print(f"--- scan B (second scan, same kind): iterative time to reach amplitude SSIM")
+    print(f"{'method':32s} " + " ".join(f"{f'>={s:g}':>8s}" for s in TARGET_SSIMS) + f" {'final amp/phase':>16s}")
+    for tr in trajs_b:
+        print(f"{tr.label:32s} " + " ".join(f"{_fmt_time(tr.time_to(s)):>8s}" for s in TARGET_SSIMS)
+              + f" {_fmt_pair((tr.amplitude_ssim[-1], tr.phase_ssim[-1])):>16s}")
+    if network is None:
+        print(f"network: not measured ({network_note})")
+        return
+    print(f"network (PyTorch, gridsize 1, {network.epochs} epochs on scan A): training {network.train_seconds:.1f}s, "
+          f"inference on scan B {network.inference_seconds:.2f}s, SSIM on B {network.amplitude_ssim_b:.2f}/{network.phase_ssim_b:.2f}")
+    for tr in trajs_b:
+        t = tr.time_to(network.amplitude_ssim_b)
+        ratio = "" if t is None else f" ({t / network.inference_seconds:.1f}x the network's inference)"
+        print(f"  {tr.label:30s} reaches the network's amplitude SSIM after {_fmt_time(t)}{ratio}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--doses", type=float, nargs="+", default=[1e9, 1e4, 1e3], help="photons per pattern")
+    p.add_argument("--seconds", type=float, default=30.0, help="wall-time budget of each iterative run (scan A)")
+    p.add_argument("--seconds-b", type=float, default=15.0, help="wall-time budget of each iterative run on scan B")
+    p.add_argument("--variants", type=int, nargs="+", help=f"indices into {[v.label for v in VARIANTS]} (default all)")
+    p.add_argument("--epochs", type=int, default=20, help="network training epochs on scan A")
+    p.add_argument("--skip-network", action="store_true", help="iterative half only")
+    p.add_argument("--json", type=Path, help="also write every trajectory and network run to this JSON file")
+    args = p.parse_args(argv)
+    variants = [VARIANTS[i] for i in args.variants] if args.variants else list(VARIANTS)
+    note = "skipped (--skip-network)" if args.skip_network else network_available()
+    workdir = Path(os.environ.get("TMPDIR", "/tmp")) / "pinn_vs_iterative"
+    dump: dict[str, Any] = {"doses": {}}
+    print(f"iterative variants: {', '.join(v.label for v in variants)}; budget {args.seconds:g}s (scan A), "
+          f"{args.seconds_b:g}s (scan B); CPU threads: {os.cpu_count()}")
+    for dose in args.doses:
+        scan_a, scan_b = simulate_scan(dose, SCAN_A_SEED), simulate_scan(dose, SCAN_B_SEED)
+        trajs_a = [run_iterative(scan_a, v, args.seconds, "A", dose) for v in variants]
+        trajs_b = [run_iterative(scan_b, v, args.seconds_b, "B", dose) for v in variants]
+        network = None
+        if note is None:
+            network = run_network(scan_a, scan_b, dose, args.epochs, workdir)
+        print_dose(dose, trajs_a, trajs_b, flat_ssims(scan_a), network, note)
+        sys.stdout.flush()
+        dump["doses"][f"{dose:g}"] = {
+            "scan_a": [asdict(t) for t in trajs_a], "scan_b": [asdict(t) for t in trajs_b],
+            "flat_a": flat_ssims(scan_a), "network": asdict(network) if network else None, "network_note": note,
+        }
+    if args.json:
+        args.json.write_text(json.dumps(dump, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
