@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from harness import environment, github
+from harness import environment, github, shard
 from harness.catalog import Cadence, Catalog, Selector
 from harness.evaluation import (
     EvaluationContext,
@@ -63,6 +63,7 @@ class RunRequest:
     progress: str = "auto"
     changed_files: list[str] | None = None
     json_output: bool = False
+    shard: str | None = None  # issue 8: "i/n" (harness run --shard)
 
 
 @dataclass
@@ -167,6 +168,7 @@ def execute(request: RunRequest) -> RunOutcome:
     warnings: list[str] = []
     try:
         plans = [plan_selector(catalog, selector, run_dir.staging, run_dir.name) for selector in request.selectors]
+        plans = shard.shard_plans(plans, request.shard, catalog)  # issue 8: test-split selectors get their slice
         progress = make_progress(request.progress, len(plans))
         with StopSignals() as stop:
             try:
@@ -216,6 +218,7 @@ def execute(request: RunRequest) -> RunOutcome:
                         budget_s=request.cadence.budget_s, thresholds=request.thresholds_mode or "catalog",
                         changed_files=request.changed_files, harness_version=environment.__version__,
                         git=environment.git_info(catalog.root), host=host, versions=environment.package_versions(),
+                        shard=request.shard,  # issue 8
                     ),
                     gate=Gate(passed=not blockers and interrupted_by is None, fail_on=request.fail_on,  # type: ignore[arg-type]
                               blocking=[a.fingerprint for a in blockers], exit_code=exit_code),
