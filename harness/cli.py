@@ -52,7 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"harness {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for module_name in COMMAND_MODULES:
-        importlib.import_module(module_name).register(subparsers)
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:  # one broken command must not take `harness run` down with it
+            print(f"harness: warning: command module {module_name} unavailable: {exc}", file=sys.stderr)
+            continue
+        module.register(subparsers)
     return parser
 
 
