@@ -51,6 +51,17 @@ class HistoryStore:
 
     @classmethod
     def open(cls, path: Path, *, create: bool = True) -> HistoryStore:
+        # issue 8: an SQLAlchemy URL (--history-url) opens a PostgreSQL history (harness/history_backend.py).
+        from harness import history_backend
+
+        if history_backend.is_url(path):
+            store = cls(history_backend.HistoryURL(getattr(path, "url", path)), history_backend.connect(path))
+            try:
+                store.migrate()
+            except sqlite3.DatabaseError as exc:
+                store.close()
+                raise ConfigError(f"{store.path}: not a usable history database: {exc}") from None
+            return store
         path = Path(path)
         if not path.exists():
             if not create:
