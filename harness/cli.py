@@ -26,6 +26,8 @@ COMMAND_MODULES = (
     "harness.commands.catalog",
     "harness.commands.rules",
     "harness.commands.schema",
+    "harness.commands.alerts",  # issue 6: alert delivery (outbox, silences, test alerts)
+    "harness.commands.reproduce",  # issue 6: escalation reproduction (brief §3.5)
     "harness.commands.dashboard",  # issue 8: reports/index.html
     "harness.commands.serve",  # issue 8: cron schedules + dashboard over HTTP
     "harness.commands.merge",  # issue 8: shard run directories -> one verdict

@@ -554,7 +554,7 @@ def resolve_selector(catalog: Catalog, rules: RuleSet, selector: str | None, tri
     if selector is not None:
         return catalog.selector(selector), None
     assert trigger is not None
-    if history_path is None or not Path(history_path).exists():
+    if history_path is None or not history_path.exists():  # a Path, or a HistoryURL (--history-url)
         raise ConfigError(f"--trigger {trigger}: no history database at {history_path}; name the --selector instead")
     with HistoryStore.open(history_path, create=False) as history:
         fired = last_fired(history, trigger)

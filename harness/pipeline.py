@@ -251,6 +251,10 @@ def execute(request: RunRequest) -> RunOutcome:
             run_dir.lock.unlink(missing_ok=True)
         raise
     github.publish(report, run_dir.final)
+    # issue 6: queue and send notifications of fired/resolved triggers (harness/alerting.py); never raises.
+    from harness.alerting import after_run
+
+    warnings.extend(after_run(report, run_dir.final, request.history_path, stream=sys.stderr).warnings)
     # issue 8: regenerate reports/index.html from history; a failure there is only a warning.
     from harness import dashboard
 
