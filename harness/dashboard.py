@@ -342,7 +342,7 @@ def refresh_after_run(reports_dir: Path, history: Path | str | None, catalog: Ca
     try:
         from harness.history import HistoryStore
 
-        with HistoryStore.open(Path(history), create=False) as store:
+        with HistoryStore.open(history, create=False) as store:  # a Path, or a HistoryURL (PostgreSQL)
             write_dashboard(store, reports_dir, catalog, history_label=str(history))
     except Exception as exc:  # noqa: BLE001 - reported as a warning, the report itself is published
         return f"dashboard not regenerated in {reports_dir}: {exc}"

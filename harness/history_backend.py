@@ -10,7 +10,8 @@ and index, ``lastrowid``), translating the SQLite dialect of the history SQL on 
   advisory lock, so writers queue exactly as they do on SQLite's write lock;
 - DDL: ``INTEGER PRIMARY KEY`` -> identity column, ``REAL`` -> ``DOUBLE PRECISION``;
 - ``INSERT OR IGNORE`` -> ``ON CONFLICT DO NOTHING``, ``GROUP_CONCAT`` -> ``string_agg``,
-  ``rowid`` -> ``ctid``, ``sqlite_master`` lookups -> ``information_schema``; ``PRAGMA`` is a no-op;
+  ``rowid`` -> ``ctid``, ``sqlite_master`` lookups -> ``information_schema``, a 0/1 parameter
+  as a ``CASE WHEN`` condition -> a boolean, Python booleans -> 0/1; ``PRAGMA`` is a no-op;
 - psycopg errors surface as the matching ``sqlite3`` exception classes, so the callers' error
   handling is the same for both backends.
 
@@ -80,6 +81,7 @@ _DDL = [
 _INSERT_OR_IGNORE = re.compile(r"^\s*INSERT\s+OR\s+IGNORE\s+INTO\b", re.I)
 _GROUP_CONCAT = re.compile(r"\bGROUP_CONCAT\s*\(\s*(DISTINCT\s+)?([^(),]+?)\s*\)", re.I)
 _ROWID = re.compile(r"\browid\b", re.I)
+_WHEN_PARAM = re.compile(r"\bWHEN\s+\?(?=\s+THEN\b)", re.I)
 _SQLITE_MASTER = re.compile(
     r"SELECT\s+1\s+FROM\s+sqlite_master\s+WHERE\s+type\s*(?:=\s*'(?P<one>\w+)'|IN\s*\((?P<many>[^)]*)\))"
     r"\s+AND\s+name\s*=\s*(?P<name>'\w+'|\?)", re.I)
@@ -112,9 +114,8 @@ def translate(sql: str) -> str:
         if "view" in kinds:
             sources.append("SELECT table_name AS name FROM information_schema.views WHERE table_schema = current_schema()")
         sql = f"SELECT 1 FROM ({' UNION ALL '.join(sources) or 'SELECT NULL AS name WHERE false'}) AS t WHERE name = {name}"
-    stripped = sql.lstrip()
-    upper = stripped[:30].upper()
-    if upper.startswith("CREATE TABLE") or upper.startswith("ALTER TABLE"):
+    code_only = "".join(text for code, text in _outside_quotes(sql) if code).lstrip().upper()
+    if code_only.startswith(("CREATE TABLE", "ALTER TABLE")):
         for pattern, replacement in _DDL:
             sql = "".join(pattern.sub(replacement, text) if code else text for code, text in _outside_quotes(sql))
     conflict = bool(_INSERT_OR_IGNORE.match(sql))
@@ -125,6 +126,8 @@ def translate(sql: str) -> str:
         if code:
             text = _GROUP_CONCAT.sub(lambda m: f"string_agg({m.group(1) or ''}({m.group(2)})::text, ',')", text)
             text = _ROWID.sub("ctid", text)
+            # SQLite takes 0/1 as a condition; PostgreSQL wants a boolean there.
+            text = _WHEN_PARAM.sub("WHEN (?)::int <> 0", text)
             text = text.replace("%", "%%").replace("?", "%s")
         else:
             text = text.replace("%", "%%")
@@ -230,7 +233,7 @@ class PostgresConnection:
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> Cursor:
         statement = sql.strip()
-        head = statement[:20].upper()
+        head = "".join(text for code, text in _outside_quotes(statement) if code).lstrip()[:20].upper()
         if head.startswith("PRAGMA"):
             return Cursor(self, _NoResult(), False)
         try:
