@@ -199,7 +199,8 @@ def test_nightly_keeps_history_in_immutable_run_id_caches() -> None:
         restore["with"]["restore-keys"].strip())
     assert save["if"] == "${{ !cancelled() }}"
     run = next(step for step in steps if "harness run --cadence nightly" in step.get("run", ""))
-    assert all(value.startswith("${{ secrets.") for value in run["env"].values())
+    assert all(value.startswith("${{ secrets.") for key, value in run["env"].items() if key != "HARNESS_REPORT_URL")
+    assert run["env"]["HARNESS_REPORT_URL"].endswith("/actions/runs/${{ github.run_id }}")
 
 
 def test_weekly_shards_are_merged_into_one_verdict() -> None:
@@ -226,3 +227,27 @@ def test_escalation_takes_selector_and_trigger_inputs_through_the_environment() 
     reproduce = next(step for step in steps if "harness reproduce" in step.get("run", ""))
     assert reproduce["env"] == {"SELECTOR": "${{ inputs.selector }}", "TRIGGER": "${{ inputs.trigger }}"}
     assert any(step.get("uses", "").startswith("actions/upload-artifact@") for step in steps)
+
+
+def test_alerting_steps_get_every_sink_variable_routes_yaml_names() -> None:
+    routes = yaml.safe_load((REPO / "alerts" / "routes.yaml").read_text(encoding="utf-8"))
+    wanted = {sink[key] for sink in routes["sinks"].values() for key in ("url_env", "secret_env") if key in sink}
+    assert wanted, "routes.yaml names no sink variables"
+    for name, job, command in (("nightly.yml", "nightly", "harness run"), ("weekly.yml", "merge", "harness merge")):
+        step = next(s for s in _steps(_load(name)["jobs"][job]) if command in s.get("run", ""))
+        assert wanted <= set(step["env"]), f"{name}: {sorted(wanted - set(step['env']))} not passed"
+        assert all(step["env"][var] == f"${{{{ secrets.{var} }}}}" for var in wanted)
+
+
+def test_the_merge_job_pins_what_pyproject_pins() -> None:
+    """The merge job installs the harness without torch: its explicit pins must follow pyproject's."""
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    pins = dict(re.match(r"^([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?==(\S+)$", dep).groups() for dep in project["dependencies"])
+    install = next(s for s in _steps(_load("weekly.yml")["jobs"]["merge"]) if "pip install" in s.get("run", ""))
+    named = re.findall(r"([A-Za-z0-9_.-]+)==(\S+)", install["run"])
+    assert named
+    for package, version in named:
+        assert pins.get(package) == version, f"weekly.yml merge installs {package}=={version}, pyproject pins {pins.get(package)}"
+    assert "--no-deps -e ." in install["run"] and "torch" not in dict(named)
