@@ -161,13 +161,14 @@ class Server:
 
     def __init__(self, catalog: Catalog, table: dict[str, str], run_args: list[str], reports_dir: Path,
                  host: str = "127.0.0.1", port: int = 8765, log: TextIO | None = None,
-                 python: str | None = None) -> None:
+                 python: str | None = None, env: dict[str, str] | None = None) -> None:
         self.catalog = catalog
         self.run_args = run_args
         self.reports_dir = Path(reports_dir)
         self.host, self.port = host, port
         self.log_stream = log or sys.stderr
         self.python = python or sys.executable
+        self.env = env  # the runs' environment (None: inherited); carries a history URL, not argv
         self.stop = threading.Event()
         self.wake = threading.Condition()
         self.pending: deque[str] = deque()
@@ -250,7 +251,7 @@ class Server:
         started = utc_now()
         item.last_started = _stamp(started)
         try:
-            self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL)  # noqa: S603 - argv list
+            self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, env=self.env)  # noqa: S603 - argv list
         except OSError as exc:
             self.log(f"error  {cadence}: cannot start harness run: {exc.strerror or exc}")
             item.last_exit = 3
@@ -324,13 +325,14 @@ class Server:
         if (self.reports_dir / "index.html").exists():
             return
         argv = [self.python, "-m", "harness", "dashboard", *self._dashboard_args()]
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)  # noqa: S603
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False,  # noqa: S603
+                              env=self.env)
         if done.returncode != 0:
             self.log(f"note   no dashboard yet ({(done.stderr.strip().splitlines() or ['?'])[-1]})")
 
     def _dashboard_args(self) -> list[str]:
         """The run arguments that ``harness dashboard`` also takes (catalog, reports, history)."""
-        keep = {"--catalog", "--reports-dir", "--history", "--history-url"}
+        keep = {"--catalog", "--reports-dir", "--history"}
         args, items = [], list(self.run_args)
         for i, value in enumerate(items):
             if value in keep and i + 1 < len(items):

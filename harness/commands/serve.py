@@ -63,15 +63,20 @@ def handle(args: argparse.Namespace) -> int:
     if args.rules:
         run_args += ["--rules", str(args.rules.resolve())]
     history = history_path(args)
+    child_env = None
     if history is None:
         run_args.append("--no-history")
+    elif getattr(history, "url", None):  # PostgreSQL: the URL travels in the environment, never in argv
+        import os
+
+        child_env = {**os.environ, "HARNESS_HISTORY_URL": history.url}
     else:
         run_args += ["--history", str(Path(history).resolve())]
     if args.jobs:
         run_args += ["--jobs", str(args.jobs)]
     if args.fail_on:
         run_args += ["--fail-on", args.fail_on]
-    server = Server(catalog, table, run_args, reports, host=args.host, port=args.port)
+    server = Server(catalog, table, run_args, reports, host=args.host, port=args.port, env=child_env)
     try:
         return server.serve()
     except OSError as exc:
