@@ -9,7 +9,6 @@ inline SVG) and the open and silenced alerts. Regenerated after every run and by
 
 from __future__ import annotations
 
-import fnmatch
 import io
 import os
 import re
@@ -128,23 +127,16 @@ def _has_table(store: Any, name: str) -> bool:
     return row is not None
 
 
-SILENCES_TABLE = "alert_silences"  # from the alert-delivery migration (harness/alert_schema.py)
+SILENCES_TABLE = "alert_silences"  # from the alert-delivery migration (harness/alert_state.py)
 
 
-def _active_silences(store: Any, now: str) -> list[dict[str, Any]] | None:
-    """Silences in force now, or None when this history has no silences table at all."""
+def _active_silences(store: Any, now: datetime) -> list[Any] | None:
+    """Silences in force now (alert_state.Silence), or None when this history has no silences."""
     if not _has_table(store, SILENCES_TABLE):
         return None
-    return _rows(store, f"""
-        SELECT id, trigger_id, selector, reason, created_by, created_at, ends_at FROM {SILENCES_TABLE}
-        WHERE expired_at IS NULL AND ends_at > ? ORDER BY created_at""", (now,))
+    from harness.alert_state import AlertStore
 
-
-def _silence_matches(silence: dict[str, Any], alert: AlertRow) -> bool:
-    """A silence covers an alert when its trigger glob matches and its selector (if any) is the alert's."""
-    if not fnmatch.fnmatchcase(alert.trigger, str(silence["trigger_id"])):
-        return False
-    return silence.get("selector") in (None, "") or silence["selector"] == alert.selector
+    return AlertStore(store).silences(now)
 
 
 def _thresholds(catalog: Catalog | None, store: Any, selector: str, host_key: str | None) -> Thresholds | None:
@@ -207,7 +199,7 @@ def collect(store: Any, reports_dir: Path, catalog: Catalog | None = None, *,
         WHERE s.status = 'firing'
         ORDER BY s.trigger_id, s.selector, s.nodeid""")
     rank = {"critical": 0, "high": 1, "medium": 2, "warning": 3, "info": 4}
-    silences = _active_silences(store, now)
+    silences = _active_silences(store, datetime.now(UTC))
     data.silences_known = silences is not None
     for row in sorted(firing, key=lambda r: (rank.get(r["severity"], 9), r["trigger_id"])):
         alert = AlertRow(
@@ -215,9 +207,11 @@ def collect(store: Any, reports_dir: Path, catalog: Catalog | None = None, *,
             nodeid=row["nodeid"], summary=row["summary"], owner=row["owner"], sla=row["sla"], since=row["since"],
             run_key=row["run_key"], summary_href=_summary_href(reports_dir, row["run_key"]),
         )
-        match = next((s for s in silences or [] if _silence_matches(s, alert)), None)
+        # The same matching as delivery: trigger glob, and the selector when the silence names one.
+        match = next((s for s in silences or [] if s.matches(alert.trigger, alert.selector)), None)
         if match is not None:
-            alert.silence = {key: match.get(key) for key in ("id", "reason", "created_by", "ends_at")}
+            alert.silence = {"id": match.id, "reason": match.reason, "created_by": match.created_by,
+                             "ends_at": match.ends_at}
             data.silenced_alerts.append(alert)
         else:
             data.open_alerts.append(alert)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -159,17 +159,17 @@ def populated(tmp_path: Path) -> tuple[Path, Path, HistoryStore]:
 
 
 def _silence_fail_001(store: HistoryStore) -> bool:
-    """Silence FAIL-001 on integration through the alert-delivery table, when this history has it."""
+    """Silence FAIL-* on integration the way `harness alerts silence` does, when this history has silences."""
     if not dashboard._has_table(store, dashboard.SILENCES_TABLE):
         return False
+    from harness.alert_state import AlertStore
+
+    alerts = AlertStore(store)
     now = datetime.now(UTC)
-    with store.transaction():
-        store.db.execute(
-            f"INSERT INTO {dashboard.SILENCES_TABLE} (id, trigger_id, selector, reason, created_by, created_at, ends_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            ("sil-1", "FAIL-*", "integration", "known flaky runner, ticket 42", "alice",
-             now.isoformat().replace("+00:00", "Z"), (now + timedelta(days=1)).isoformat().replace("+00:00", "Z")),
-        )
+    alerts.add_silence("FAIL-*", "integration", 86400, "known flaky runner, ticket 42", "alice", now)
+    expired = alerts.add_silence("RT-*", None, 86400, "expired already", "bob", now)
+    alerts.expire_silence(expired.id, now)
+    alerts.add_silence("RT-*", "backend_selection", 86400, "another selector", "carol", now)
     return True
 
 
