@@ -23,7 +23,7 @@ from types import ModuleType
 from typing import Any
 
 from ptycho import params
-from ptycho.config.config import InferenceConfig, TrainingConfig, update_legacy_dict, validate_backend
+from ptycho.config.config import InferenceConfig, TrainingConfig, legacy_items, update_legacy_dict, validate_backend
 
 __all__ = [
     "TORCH_UNAVAILABLE_MESSAGE",
@@ -41,6 +41,7 @@ TORCH_UNAVAILABLE_MESSAGE = (
     "See docs/workflows/pytorch.md for installation guidance."
 )
 
+_TORCH_MODEL_MANAGER = "ptycho_torch.model_manager"
 _COMPONENTS = {
     "tensorflow": "ptycho.workflows.components",
     "pytorch": "ptycho_torch.workflows.components",
@@ -80,20 +81,18 @@ def run_cdi_example_with_backend(
     test_data: Any,
     config: TrainingConfig,
     do_stitching: bool = False,
+    **options: Any,
 ) -> tuple[Any, Any, dict[str, Any]]:
     """Train on ``train_data`` and reconstruct ``test_data`` with ``config.backend``.
 
     Returns ``(amplitude, phase, results)`` exactly as the backend's ``run_cdi_example`` /
-    ``run_cdi_example_torch`` does, with ``results['backend']`` added.
+    ``run_cdi_example_torch`` does, with ``results['backend']`` set. ``options`` (``flip_x``,
+    ``flip_y``, ``transpose``, ``M``) pass through to the backend.
     """
     backend = _sync_and_select(config)
     components = backend_components(backend)
-    if backend == "tensorflow":
-        amplitude, phase, results = components.run_cdi_example(train_data, test_data, config, do_stitching=do_stitching)
-    else:
-        amplitude, phase, results = components.run_cdi_example_torch(
-            train_data, test_data, config, do_stitching=do_stitching
-        )
+    run = components.run_cdi_example if backend == "tensorflow" else components.run_cdi_example_torch
+    amplitude, phase, results = run(train_data, test_data, config, do_stitching=do_stitching, **options)
     results = dict(results)
     results["backend"] = backend
     return amplitude, phase, results
@@ -104,16 +103,24 @@ def load_inference_bundle_with_backend(
 ) -> tuple[Any, dict[str, Any]]:
     """Load the model saved under ``bundle_dir`` with ``config.backend``.
 
-    Returns ``(model, params_dict)`` where ``params_dict`` is the saved legacy parameters plus
-    ``'backend'``. An artifact of the other backend raises
-    :class:`ptycho.model_manifest.BackendMismatchError` naming both backends and the path.
+    Returns ``(model, params_dict)``: the Keras model or the torch network (eval mode), and the
+    legacy parameters it was saved with plus ``model_config``, ``manifest`` and ``backend``. An
+    artifact of the other backend raises :class:`ptycho.model_manifest.BackendMismatchError`
+    naming both backends and the path; a damaged one :class:`ptycho.model_manifest.ModelArtifactError`.
     """
     backend = _sync_and_select(config)
-    components = backend_components(backend)
     if backend == "tensorflow":
-        model, saved = components.load_inference_bundle(bundle_dir)
+        model, saved = backend_components(backend).load_inference_bundle(bundle_dir)
     else:
-        model, saved = components.load_inference_bundle_torch(bundle_dir)
+        backend_components(backend)  # the POLICY-001 check, with the brief's message
+        bundle = importlib.import_module(_TORCH_MODEL_MANAGER).load_torch_bundle(bundle_dir)
+        model = bundle.network
+        saved = {
+            **legacy_items(bundle.inference_config),
+            "model_config": bundle.model_config,
+            "manifest": bundle.manifest,
+            "hyper_parameters": bundle.hyper_parameters,
+        }
     saved = dict(saved)
     saved["backend"] = backend
     return model, saved

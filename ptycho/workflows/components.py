@@ -1,10 +1,13 @@
-"""TensorFlow training and inference workflow: data -> grouped patterns -> Keras PtychoPINN ->
-object patches -> stitched object; the twin of ``ptycho_torch.workflows.components``.
+"""TensorFlow training and reconstruction workflow: the twin of ``ptycho_torch.workflows.components``.
 
-Callers go through :mod:`ptycho.workflows.backend_selector` (which syncs ``params.cfg`` first,
-CONFIG-001); every entry point here also syncs its own config, so it is safe on its own.
-Training runs compiled steps (``tf.function``) with Adam on the Poisson NLL of the normalised
-amplitudes, exactly the loss of the torch backend.
+``run_cdi_example`` is what the backend dispatcher calls for ``backend='tensorflow'``: it trains the
+Keras PtychoPINN (:mod:`ptycho.model`) with compiled steps (``tf.function``) and Adam on the Poisson
+NLL of the normalised amplitudes (docs/architecture.md §6, the torch backend's loss), saves
+``{output_dir}/wts.h5.zip``, and with ``do_stitching`` reconstructs the test scan. It returns
+``(amplitude, phase, results)`` with the torch path's ``results`` keys.
+
+Every entry point syncs ``params.cfg`` itself (CONFIG-001) before grouping, so it is safe on its
+own as well as behind the dispatcher. Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -21,23 +23,23 @@ import tensorflow as tf
 import keras
 
 from ptycho import params
-from ptycho.config.config import InferenceConfig, ModelConfig, TrainingConfig, update_legacy_dict
-from ptycho.evaluation import evaluate_reconstruction, scanned_region
+from ptycho.config.config import InferenceConfig, TrainingConfig, update_legacy_dict
 from ptycho.model import PtychoPINN, build_model, predicted_size, training_loss
 from ptycho.model_manager import load_model, save_model
+from ptycho.physics import poisson_deviance
 from ptycho.raw_data import GroupedData, RawData, generate_grouped_data
-from ptycho.stitching import canvas_shape_for, patch_weights
+from ptycho.workflows.reconstruction import Reconstruction, canvas_shape_of, stitch_positions
 from ptycho import tf_helper
 
 __all__ = [
     "DEFAULT_SEED",
-    "TrainingHistory",
-    "load_data",
-    "create_grouped_data",
+    "ensure_raw_data",
+    "group_for_training",
     "train_cdi_model",
-    "reconstruct_patches",
-    "reassemble_cdi_image",
-    "evaluate_against_truth",
+    "predict_object_patches",
+    "predict_diffraction",
+    "poisson_deviance_on",
+    "reconstruct",
     "run_cdi_example",
     "save_trained_model",
     "load_inference_bundle",
@@ -45,207 +47,285 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# Seed of weight initialisation and batch order (the torch backend's default seed as well).
+# Seed of weight initialisation, subset and batch order (the torch backend's default too).
 DEFAULT_SEED = 42
-PREDICT_BATCH = 64
+VAL_IMAGES = 64
+PREDICT_BATCH = 256
 
 
-@dataclass
-class TrainingHistory:
-    """Mean training loss per epoch, seconds per epoch, and steps run."""
-
-    train_loss: list[float]
-    epoch_seconds: list[float]
-    steps: int
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"train_loss": self.train_loss, "epoch_seconds": self.epoch_seconds, "steps": self.steps}
+def ensure_raw_data(data: RawData | Path | str | None, what: str) -> RawData | None:
+    """Accept a :class:`RawData` or an NPZ path."""
+    if data is None or isinstance(data, RawData):
+        return data
+    if isinstance(data, (str, Path)):
+        return RawData.from_file(data)
+    raise TypeError(f"{what}: expected RawData or a path to an NPZ file, got {type(data).__name__}")
 
 
-def load_data(path: Path | str) -> RawData:
-    """Read and validate an NPZ in the data contract (errors name file and key)."""
-    return RawData.from_file(path)
-
-
-def _as_raw(data: RawData | Path | str) -> RawData:
-    return data if isinstance(data, RawData) else load_data(data)
-
-
-def create_grouped_data(
-    raw: RawData, config: TrainingConfig | InferenceConfig, seed: int | None = None
+def group_for_training(
+    raw: RawData, config: TrainingConfig | InferenceConfig, n_groups: int | None = None, seed: int | None = None
 ) -> GroupedData:
-    """Group ``raw`` for ``config`` (CONFIG-001: the legacy dict is synced first)."""
+    """CONFIG-001 grouping: sync ``params.cfg`` first, then group with its N and gridsize."""
     update_legacy_dict(params.cfg, config)
-    return generate_grouped_data(raw, n_groups=config.n_groups, neighbor_count=config.neighbor_count, seed=seed)
-
-
-def _offsets32(grouped: GroupedData) -> np.ndarray:
-    return grouped.offsets.astype(np.float32)
-
-
-def _make_train_step(model: PtychoPINN, optimizer: keras.optimizers.Optimizer, config: TrainingConfig) -> Callable:
-    cfg = config.model
-    spec = (
-        tf.TensorSpec((None, cfg.channels, cfg.N, cfg.N), tf.float32),
-        tf.TensorSpec((None, cfg.channels, 2), tf.float32),
+    return generate_grouped_data(
+        raw,
+        n_groups=config.n_groups if n_groups is None else n_groups,
+        neighbor_count=config.neighbor_count,
+        seed=seed,
     )
+
+
+def _signature(model: PtychoPINN) -> tuple[tf.TensorSpec, tf.TensorSpec]:
+    cfg = model.cfg
+    return (
+        tf.TensorSpec((None, cfg.channels, cfg.N, cfg.N), tf.float32),
+        tf.TensorSpec((None, cfg.channels, 2), tf.float64),  # float64: sub-pixel tap arithmetic
+    )
+
+
+def _compiled_steps(model: PtychoPINN, optimizer: keras.optimizers.Optimizer, config: TrainingConfig):
     nll, mae = float(config.nll_weight), float(config.mae_weight)
 
-    @tf.function(input_signature=spec, reduce_retracing=True)
-    def step(x: tf.Tensor, offsets: tf.Tensor) -> tf.Tensor:
+    @tf.function(input_signature=_signature(model))
+    def train_step(x: tf.Tensor, offsets: tf.Tensor) -> tf.Tensor:
         with tf.GradientTape() as tape:
             loss = training_loss(model(x, offsets, training=True).amplitude, x, nll, mae)
         variables = model.trainable_variables
         optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         return loss
 
-    return step
+    @tf.function(input_signature=_signature(model))
+    def eval_step(x: tf.Tensor, offsets: tf.Tensor) -> tf.Tensor:
+        return training_loss(model(x, offsets).amplitude, x, nll, mae)
+
+    return train_step, eval_step
+
+
+def _mean_loss(step: Callable, grouped: GroupedData, order: np.ndarray, batch_size: int) -> float:
+    total = 0.0
+    for lo in range(0, len(order), batch_size):
+        idx = order[lo : lo + batch_size]
+        total += float(step(tf.constant(grouped.X[idx]), tf.constant(grouped.offsets[idx]))) * len(idx)
+    return total / len(order)
 
 
 def train_cdi_model(
     train_data: RawData | Path | str,
+    test_data: RawData | Path | str | None,
     config: TrainingConfig,
     seed: int = DEFAULT_SEED,
-    progress: Callable[[int, float, float], None] | None = None,
+    val_images: int = VAL_IMAGES,
+    progress: Callable[[int, int, float, float | None, float], None] | None = None,
 ) -> dict[str, Any]:
-    """Train a Keras PtychoPINN on ``train_data``; returns ``{'model', 'history', 'grouped',
-    'training_seconds'}``. ``progress(epoch, loss, seconds)`` is called after every epoch."""
+    """Group the data (CONFIG-001 first), train, save ``wts.h5.zip``.
+
+    Returns ``history`` (per-epoch ``train_loss``, ``val_loss`` on up to ``val_images`` test groups
+    or None), ``models`` (``diffraction_to_obj``), ``checkpoint_path`` (the archive),
+    ``train_container``/``test_container``, ``train_data``/``test_data``, ``global_step`` and
+    ``timings``. ``progress(epoch, nepochs, train_loss, val_loss, seconds)`` runs after every epoch.
+    """
     update_legacy_dict(params.cfg, config)
-    raw = _as_raw(train_data)
-    grouped = create_grouped_data(raw, config, seed=config.subsample_seed)
+    train_raw = ensure_raw_data(train_data, "train_data")
+    test_raw = ensure_raw_data(test_data, "test_data")
+    if train_raw is None:
+        raise ValueError("train_data: required for training")
+    if train_raw.N != config.model.N:
+        raise ValueError(
+            f"{train_raw.source or 'train_data'}: patterns are {train_raw.N} x {train_raw.N} but ModelConfig.N is {config.model.N}"
+        )
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    train_grouped = group_for_training(
+        train_raw, config, seed=config.subsample_seed if config.subsample_seed is not None else seed
+    )
+    test_grouped = None
+    if test_raw is not None and val_images > 0:
+        test_grouped = group_for_training(test_raw, config, n_groups=val_images, seed=seed + 1)
+    timings["grouping"] = time.perf_counter() - start
+
     keras.utils.set_random_seed(seed)
-    model = build_model(config.model, raw.probeGuess)
+    model = build_model(config.model, train_raw.probeGuess)
+    # docs/architecture.md §6: torch's Adam defaults (Keras' epsilon default is 1e-7).
     optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate, beta_1=0.9, beta_2=0.999, epsilon=1e-8)
-    step = _make_train_step(model, optimizer, config)
-    x_all = grouped.X
-    off_all = _offsets32(grouped)
-    n = x_all.shape[0]
+    train_step, eval_step = _compiled_steps(model, optimizer, config)
     rng = np.random.default_rng(seed)
-    history = TrainingHistory([], [], 0)
+    n = train_grouped.X.shape[0]
+    train_loss: list[float] = []
+    val_loss: list[float] = []
+    steps = 0
     start = time.perf_counter()
     for epoch in range(config.nepochs):
         t0 = time.perf_counter()
         order = rng.permutation(n)
-        total, count = 0.0, 0
-        for lo in range(0, n, config.batch_size):
-            idx = order[lo : lo + config.batch_size]
-            loss = step(tf.constant(x_all[idx]), tf.constant(off_all[idx]))
-            total += float(loss) * len(idx)
-            count += len(idx)
-            history.steps += 1
-        mean = total / count
-        if not math.isfinite(mean):
-            raise FloatingPointError(f"training diverged at epoch {epoch + 1}: loss {mean}")
+        loss = _mean_loss(train_step, train_grouped, order, config.batch_size)
+        steps += math.ceil(n / config.batch_size)
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"training diverged at epoch {epoch + 1}: loss {loss}")
+        train_loss.append(loss)
+        val = None
+        if test_grouped is not None:
+            val = _mean_loss(eval_step, test_grouped, np.arange(len(test_grouped.X)), max(config.batch_size, 64))
+            val_loss.append(val)
         seconds = time.perf_counter() - t0
-        history.train_loss.append(mean)
-        history.epoch_seconds.append(seconds)
         if progress is not None:
-            progress(epoch + 1, mean, seconds)
-        log.info("epoch %d/%d: loss %.5f (%.1f s)", epoch + 1, config.nepochs, mean, seconds)
+            progress(epoch + 1, config.nepochs, loss, val, seconds)
+        log.info("epoch %d/%d: loss %.5f (%.1f s)", epoch + 1, config.nepochs, loss, seconds)
+    timings["training"] = time.perf_counter() - start
+
+    history = {"train_loss": train_loss, "val_loss": val_loss if test_grouped is not None else None}
+    start = time.perf_counter()
+    archive = save_trained_model(model, config, {"epochs": config.nepochs, "global_step": steps, "seed": seed})
+    timings["checkpoint"] = time.perf_counter() - start
     return {
-        "model": model,
-        "history": history.as_dict(),
-        "grouped": grouped,
-        "training_seconds": time.perf_counter() - start,
+        "history": history,
+        "models": {"diffraction_to_obj": model, "autoencoder": model},
+        "checkpoint_path": archive,
+        "global_step": steps,
+        "epochs": config.nepochs,
+        "train_container": train_grouped,
+        "test_container": test_grouped,
+        "train_data": train_raw,
+        "test_data": test_raw,
+        "timings": timings,
     }
 
 
-def reconstruct_patches(model: PtychoPINN, grouped: GroupedData, batch_size: int = PREDICT_BATCH) -> np.ndarray:
-    """Predicted complex object patches (B, C, N, N) for every group."""
-    predict = tf.function(
-        lambda x: model.predict_object(x),
-        input_signature=[tf.TensorSpec((None, grouped.X.shape[1], grouped.N, grouped.N), tf.float32)],
-    )
+def predict_object_patches(model: PtychoPINN, x: np.ndarray, batch_size: int = PREDICT_BATCH) -> tuple[np.ndarray, np.ndarray]:
+    """Object amplitude and phase patches (B, C, N, N) for normalised diffraction ``x`` (B, C, N, N)."""
+    predict = tf.function(model.predict_object, input_signature=[_signature(model)[0]])
+    amps, phases = [], []
+    for lo in range(0, len(x), batch_size):
+        a, p = predict(tf.constant(x[lo : lo + batch_size]))
+        amps.append(a.numpy())
+        phases.append(p.numpy())
+    return np.concatenate(amps), np.concatenate(phases)
+
+
+def predict_diffraction(model: PtychoPINN, x: np.ndarray, offsets: np.ndarray, batch_size: int = PREDICT_BATCH) -> np.ndarray:
+    """Predicted normalised diffraction amplitudes ``A_hat`` (B, C, N, N) through the physics layer."""
+    forward = tf.function(lambda xb, ob: model(xb, ob).amplitude, input_signature=_signature(model))
     out = []
-    for lo in range(0, grouped.X.shape[0], batch_size):
-        amplitude, phase = predict(tf.constant(grouped.X[lo : lo + batch_size]))
-        out.append(amplitude.numpy() * np.exp(1j * phase.numpy()))
-    return np.concatenate(out).astype(np.complex64)
+    for lo in range(0, len(x), batch_size):
+        out.append(forward(tf.constant(x[lo : lo + batch_size]), tf.constant(offsets[lo : lo + batch_size], tf.float64)).numpy())
+    return np.concatenate(out)
 
 
-def stitching_weights(model_config: ModelConfig, probe: np.ndarray) -> np.ndarray:
-    """Per-pixel weight of a patch when stitching: probe intensity (trust where the light was) on
-    the predicted window only."""
-    return patch_weights(model_config.N, probe, crop=predicted_size(model_config))
+def poisson_deviance_on(model: PtychoPINN, grouped: GroupedData, batch_size: int = PREDICT_BATCH) -> float:
+    """Mean Poisson deviance of the predicted counts ``(A_hat / scale)^2`` against the measured
+    counts: zero for a perfect model (the torch backend's figure, same definition)."""
+    predicted = predict_diffraction(model, grouped.X, grouped.offsets, batch_size).astype(np.float64)
+    lam = (predicted / grouped.scale) ** 2
+    counts = grouped.counts_amplitude.astype(np.float64) ** 2
+    return poisson_deviance(lam, counts)
 
 
-def reassemble_cdi_image(
-    patches: np.ndarray,
-    grouped: GroupedData,
+def reconstruct(
+    model: PtychoPINN,
     raw: RawData,
-    model_config: ModelConfig,
-    canvas_shape: tuple[int, int] | None = None,
-) -> np.ndarray:
-    """Stitch the predicted patches at their scan positions into one complex object
-    (:func:`ptycho.tf_helper.reassemble_position`). The canvas is the ground truth's shape when the
-    data carries one, else the smallest canvas holding every patch."""
-    positions = raw.positions[grouped.indices.reshape(-1)]
-    flat = patches.reshape(-1, patches.shape[-2], patches.shape[-1])
-    if canvas_shape is None:
-        canvas_shape = raw.objectGuess.shape if raw.objectGuess is not None else canvas_shape_for(raw.positions, grouped.N)
-    weights = stitching_weights(model_config, raw.probeGuess)
-    return tf_helper.reassemble_position(flat, positions, canvas_shape, weights).numpy()
+    n_images: int | None = None,
+    seed: int = 0,
+    batch_size: int = PREDICT_BATCH,
+    flip_x: bool = False,
+    flip_y: bool = False,
+    transpose: bool = False,
+    M: int | None = None,
+    timings: dict[str, float] | None = None,
+    with_deviance: bool = True,
+) -> tuple[Reconstruction, GroupedData]:
+    """Group ``raw`` as the model was configured (``params.cfg`` must hold its N and gridsize,
+    CONFIG-001), predict, and stitch with :func:`ptycho.tf_helper.reassemble_position` (probe
+    intensity weights on the predicted window; docs/architecture.md §10)."""
+    from ptycho.stitching import patch_weights
 
-
-def evaluate_against_truth(obj: np.ndarray, raw: RawData) -> dict[str, float] | None:
-    """Quality figures inside the scanned area, when the data carries a ground truth."""
-    if raw.objectGuess is None or raw.objectGuess.shape != obj.shape:
-        return None
-    region = scanned_region(raw.positions, obj.shape)
-    return evaluate_reconstruction(obj, raw.objectGuess, region).as_dict()
+    timings = timings if timings is not None else {}
+    cfg = model.cfg
+    t = time.perf_counter()
+    grouped = generate_grouped_data(raw, n_groups=n_images, seed=seed)
+    timings["grouping"] = time.perf_counter() - t
+    t = time.perf_counter()
+    amp, phase = predict_object_patches(model, grouped.X, batch_size)
+    timings["inference"] = time.perf_counter() - t
+    t = time.perf_counter()
+    patches = (amp * np.exp(1j * phase)).reshape(-1, cfg.N, cfg.N)
+    if transpose:
+        patches = np.swapaxes(patches, -1, -2)
+    positions = grouped.centers[:, None, :] + grouped.offsets
+    flat_positions = stitch_positions(positions.reshape(-1, 2), flip_x, flip_y)
+    canvas = canvas_shape_of(raw, cfg.N, M)
+    weights = patch_weights(cfg.N, raw.probeGuess, crop=predicted_size(cfg))
+    obj = tf_helper.reassemble_position(patches, flat_positions, canvas, weights).numpy()
+    timings["stitching"] = time.perf_counter() - t
+    meta: dict[str, Any] = {
+        "n_groups": int(len(grouped.X)),
+        "gridsize": cfg.gridsize,
+        "N": cfg.N,
+        "canvas_shape": list(canvas),
+        "flip_x": flip_x,
+        "flip_y": flip_y,
+        "transpose": transpose,
+        "normalization_scale": float(grouped.scale),
+    }
+    if with_deviance:
+        t = time.perf_counter()
+        meta["poisson_deviance"] = poisson_deviance_on(model, grouped, batch_size)
+        timings["deviance"] = time.perf_counter() - t
+    return Reconstruction(obj, positions.reshape(-1, 2), grouped.indices.reshape(-1), meta), grouped
 
 
 def run_cdi_example(
     train_data: RawData | Path | str,
     test_data: RawData | Path | str | None,
     config: TrainingConfig,
+    flip_x: bool = False,
+    flip_y: bool = False,
+    transpose: bool = False,
+    M: int | None = None,
     do_stitching: bool = False,
 ) -> tuple[np.ndarray | None, np.ndarray | None, dict[str, Any]]:
-    """Train on ``train_data``; with ``do_stitching`` reconstruct ``test_data`` (or the training
-    data when None) into one object.
+    """Train, then (with ``do_stitching`` and test data) reconstruct: ``(amplitude, phase, results)``.
 
-    Returns ``(amplitude, phase, results)``: the stitched object's amplitude and phase (None
-    without stitching) and ``results`` with ``model``, ``history``, ``training_seconds``, and when
-    stitched ``obj`` (complex), ``patches`` and ``metrics`` (None without ground truth).
+    ``results`` holds ``history``, ``models``, ``checkpoint_path`` and, with stitching,
+    ``obj_tensor_full``, ``recon_amp``, ``recon_phase``, ``global_offsets``, ``poisson_deviance``
+    and ``reconstruction``. ``amplitude`` and ``phase`` are None without stitching.
     """
-    update_legacy_dict(params.cfg, config)
-    train_raw = _as_raw(train_data)
-    results = train_cdi_model(train_raw, config)
-    amplitude = phase = None
-    if do_stitching:
-        test_raw = train_raw if test_data is None else _as_raw(test_data)
-        inference = InferenceConfig(model=config.model, n_groups=None, neighbor_count=config.neighbor_count)
-        grouped = create_grouped_data(test_raw, inference)
-        update_legacy_dict(params.cfg, config)
-        t0 = time.perf_counter()
-        patches = reconstruct_patches(results["model"], grouped)
-        obj = reassemble_cdi_image(patches, grouped, test_raw, config.model)
-        results.update(
-            obj=obj,
-            patches=patches,
-            test_grouped=grouped,
-            inference_seconds=time.perf_counter() - t0,
-            metrics=evaluate_against_truth(obj, test_raw),
-        )
-        amplitude, phase = np.abs(obj), np.angle(obj)
+    update_legacy_dict(params.cfg, config)  # CONFIG-001, before anything reads params.cfg
+    results = train_cdi_model(train_data, test_data, config)
     results["backend"] = "tensorflow"
+    amplitude = phase = None
+    if do_stitching and results.get("test_data") is not None:
+        update_legacy_dict(params.cfg, config)
+        timings: dict[str, float] = {}
+        recon, grouped = reconstruct(
+            results["models"]["diffraction_to_obj"], results["test_data"], flip_x=flip_x, flip_y=flip_y,
+            transpose=transpose, M=M, timings=timings,
+        )
+        amplitude, phase = recon.amplitude, recon.phase
+        results.update(
+            obj_tensor_full=recon.obj,
+            reconstruction=recon,
+            global_offsets=recon.positions,
+            recon_amp=amplitude,
+            recon_phase=phase,
+            poisson_deviance=recon.metadata["poisson_deviance"],
+            reassembly_timings=timings,
+            test_container=grouped,
+        )
     return amplitude, phase, results
 
 
-def save_trained_model(model: PtychoPINN, config: TrainingConfig, history: dict[str, Any] | None = None) -> Path:
-    """Write ``{config.output_dir}/wts.h5.zip`` (Keras weights + manifest naming the backend)."""
+def save_trained_model(model: PtychoPINN, config: TrainingConfig, extra: dict[str, Any] | None = None) -> Path:
+    """Write ``{config.output_dir}/wts.h5.zip`` (Keras weights + manifest naming the backend and
+    the model, training and inference configs)."""
     inference = InferenceConfig(
         model=config.model, model_path=config.output_dir, test_data_file=config.test_data_file,
         n_groups=config.n_groups, neighbor_count=config.neighbor_count, backend="tensorflow",
     )
-    extra = {"history": history} if history else None
     return save_model(model, config.output_dir, {"model": config.model, "training": config, "inference": inference}, extra)
 
 
 def load_inference_bundle(bundle_dir: Path | str) -> tuple[PtychoPINN, dict[str, Any]]:
-    """Load ``wts.h5.zip`` from ``bundle_dir`` (or the archive itself) -> ``(model, params)`` where
-    ``params`` is the legacy parameter snapshot saved with it plus ``model_config`` (a
-    :class:`ModelConfig`) and ``manifest``."""
+    """Load ``wts.h5.zip`` from ``bundle_dir`` (or the archive itself) -> ``(model, params)``:
+    the legacy parameters saved with the model, plus ``model_config`` and ``manifest``."""
     model, manifest = load_model(bundle_dir)
     saved = dict(manifest.get("params", {}))
     saved["model_config"] = model.cfg

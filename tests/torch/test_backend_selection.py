@@ -38,13 +38,13 @@ BRIEF_MESSAGE = (
 
 
 class _RecordingBackend(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Serves a recording stand-in for one backend workflow module and notes when it is imported."""
+    """Serves a recording stand-in for one backend module and notes when it is imported."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, functions: dict[str, object]):
         self.name = name
+        self.functions = functions
         self.cfg_at_import: dict | None = None
         self.calls: list[tuple[str, tuple, dict]] = []
-        self.sentinel = (object(), object())
 
     def find_spec(self, fullname, path=None, target=None):
         if fullname == self.name:
@@ -56,31 +56,45 @@ class _RecordingBackend(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
     def exec_module(self, module):
         self.cfg_at_import = dict(params.cfg)
+        for fn_name, result in self.functions.items():
+            setattr(module, fn_name, self._recorder(fn_name, result))
 
-        def record(fn_name, result):
-            def fn(*args, **kwargs):
-                self.calls.append((fn_name, args, kwargs))
-                return result
+    def _recorder(self, fn_name, result):
+        def fn(*args, **kwargs):
+            self.calls.append((fn_name, args, kwargs))
+            return result
 
-            return fn
+        return fn
 
-        amp, phase = self.sentinel
-        module.run_cdi_example = record("run_cdi_example", (amp, phase, {"history": [1.0]}))
-        module.run_cdi_example_torch = record("run_cdi_example_torch", (amp, phase, {"history": [1.0]}))
-        module.load_inference_bundle = record("load_inference_bundle", ("tf-model", {"N": 32}))
-        module.load_inference_bundle_torch = record("load_inference_bundle_torch", ("torch-model", {"N": 32}))
+
+SENTINEL = (object(), object())
+TORCH_BUNDLE = types.SimpleNamespace(
+    network="torch-model",
+    inference_config=InferenceConfig(model=ModelConfig(N=32, gridsize=2), backend="pytorch"),
+    model_config=ModelConfig(N=32, gridsize=2),
+    manifest={"backend": "pytorch"},
+    hyper_parameters={},
+)
 
 
 @pytest.fixture
 def recording_backends(monkeypatch):
-    """Both workflow modules served by recorders (whatever the session imported before)."""
+    """The backend modules served by recorders (whatever the session imported before)."""
+    served = {
+        "tensorflow": (TF_MODULE, {
+            "run_cdi_example": (*SENTINEL, {"history": [1.0]}),
+            "load_inference_bundle": ("tf-model", {"N": 32}),
+        }),
+        "pytorch": (TORCH_MODULE, {"run_cdi_example_torch": (*SENTINEL, {"history": [1.0]})}),
+        "pytorch_models": ("ptycho_torch.model_manager", {"load_torch_bundle": TORCH_BUNDLE}),
+    }
     recorders = {}
-    for backend, name in (("tensorflow", TF_MODULE), ("pytorch", TORCH_MODULE)):
+    for key, (name, functions) in served.items():
         monkeypatch.delitem(sys.modules, name, raising=False)
         parent, _, child = name.rpartition(".")
         if parent in sys.modules and hasattr(sys.modules[parent], child):
             monkeypatch.delattr(sys.modules[parent], child)
-        recorders[backend] = _RecordingBackend(name)
+        recorders[key] = _RecordingBackend(name, functions)
     monkeypatch.setattr(sys, "meta_path", [*recorders.values(), *sys.meta_path])
     return recorders
 
@@ -113,14 +127,20 @@ def test_routes_to_selected_backend_after_config_sync(recording_backends, backen
     _, args, kwargs = rec.calls[0]
     assert args[0] is train and args[1] is test and args[2] is config
     assert kwargs == {"do_stitching": True}
-    assert (amplitude, phase) == rec.sentinel
+    assert (amplitude, phase) == SENTINEL
     assert results == {"history": [1.0], "backend": backend}
     assert recording_backends[other].cfg_at_import is None, f"{other} was imported on the {backend} path"
 
     infer = InferenceConfig(model=ModelConfig(N=32, gridsize=2), backend=backend)
     model, saved = load_inference_bundle_with_backend(Path("bundle"), infer)
-    assert model == ("tf-model" if backend == "tensorflow" else "torch-model")
-    assert saved == {"N": 32, "backend": backend}
+    if backend == "tensorflow":
+        assert model == "tf-model" and saved == {"N": 32, "backend": "tensorflow"}
+        assert recording_backends["pytorch_models"].cfg_at_import is None
+    else:
+        loader = recording_backends["pytorch_models"]
+        assert loader.cfg_at_import["gridsize"] == 2 and loader.calls == [("load_torch_bundle", (Path("bundle"),), {})]
+        assert model == "torch-model"
+        assert saved["backend"] == "pytorch" and saved["gridsize"] == 2 and saved["model_config"].N == 32
     assert recording_backends[other].cfg_at_import is None
 
 
