@@ -119,7 +119,7 @@ def numeric_figures(tests: list[TestRecord]) -> list[FigureValue]:
             except (TypeError, ValueError):
                 continue
             if math.isfinite(number):
-                figures.append(FigureValue(name=name, nodeid=test.nodeid, value=number))
+                figures.append(FigureValue.model_construct(name=name, nodeid=test.nodeid, value=number))
     return figures
 
 
@@ -327,6 +327,9 @@ def evaluate_selector(result: SelectorResult, selector: Selector, ctx: Evaluatio
     thresholds = thresholds_for(selector, ctx)
     alerts: list[Alert] = []
     claimed: set[tuple[str, str]] = set()  # (first_match group, nodeid) already classified
+    by_outcome: dict[str, list[TestRecord]] = {}
+    for test in result.tests:
+        by_outcome.setdefault(test.outcome, []).append(test)
     for trigger in ctx.rules.triggers:
         when = trigger.when
         if not trigger.scope.covers(result.name):
@@ -345,7 +348,10 @@ def evaluate_selector(result: SelectorResult, selector: Selector, ctx: Evaluatio
                                       "report_exitcode": result.report_exitcode, "signal": result.signal,
                                       "wall_s": result.wall_s}))
         elif level == "test":
-            for test in result.tests:
+            candidates = (
+                [t for outcome in when.outcome for t in by_outcome.get(outcome, ())] if when.outcome else result.tests
+            )
+            for test in candidates:
                 if trigger.first_match and (trigger.first_match, test.nodeid) in claimed:
                     continue
                 evidence = _test_matches(trigger, test)

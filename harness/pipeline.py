@@ -117,7 +117,8 @@ def selector_result(plan: SelectorPlan, outcome: ProcessOutcome, run_dir: RunDir
         basetemp=run_dir.relative(plan.basetemp),
     )
     return SelectorResult(
-        name=selector.name, title=selector.title, owner=selector.owner, argv=plan.argv, env=dict(selector.env),
+        name=selector.name, title=selector.title, owner=selector.owner, env=dict(selector.env),
+        argv=[arg.replace(str(run_dir.staging), str(run_dir.final)) for arg in plan.argv],  # as published
         state=parsed.state, reason=parsed.reason, exit_code=outcome.exit_code, report_exitcode=parsed.report_exitcode,
         signal=outcome.signal, started_at=outcome.started_at, finished_at=outcome.finished_at, wall_s=outcome.wall_s,
         session_s=None if parsed.session_s is None else round(parsed.session_s, 3), tests_s=parsed.tests_s,

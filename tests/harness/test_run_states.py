@@ -176,5 +176,8 @@ def test_run_directory_holds_every_selectors_files(zoo):
     clean = result.selector("clean")
     assert json.loads((run_dir / clean["files"]["pytest_json"]).read_text())["exitcode"] == 0
     assert "1 passed, 1 skipped, 1 xfailed" in (run_dir / clean["files"]["stdout"]).read_text()
-    assert (run_dir / "selectors" / "clean" / "tmp").is_dir()  # --basetemp inside the run directory
+    assert clean["files"]["basetemp"] == "selectors/clean/tmp"
+    assert f"--basetemp={run_dir}/selectors/clean/tmp" in clean["argv"]  # paths as published, not as staged
+    flaky_tmp = run_dir / result.selector("flaky")["files"]["basetemp"]
+    assert flaky_tmp.is_dir() and any(flaky_tmp.iterdir())  # tmp_path artifacts survive the run
     assert not list((result.reports_dir / ".staging").glob("*.[0-9]*"))

@@ -1,0 +1,164 @@
+"""How much the harness costs on top of the tests it runs (issue 5, §8). Prints figures.
+
+1. ``harness run`` wall time against the same selectors run with plain pytest, in the same
+   session, interleaved, median of several rounds (target: overhead <= 5 % + 1 s).
+2. Parsing plus rule evaluation of a real 10,000-test pytest-json-report (target: <= 1 s).
+3. ``harness --help`` against a bare interpreter start (target: <= 0.3 s).
+
+Usage: python benchmarks/harness_overhead.py [--rounds N] [--tests N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+SELECTOR_TESTS = {
+    "tests/test_numeric.py": """
+        import math
+        def work(n):
+            return sum(math.sin(i) * math.cos(i) for i in range(n))
+        def test_a(): assert work(600_000) == work(600_000)
+        def test_b(): assert work(600_000) < 1e6
+    """,
+    "tests/test_sleepy.py": """
+        import time
+        def test_waits_for_io(): time.sleep(1.5)
+        def test_more_io(): time.sleep(1.0)
+    """,
+}
+
+CATALOG = """
+version = 1
+root = "."
+[selectors.numeric]
+title = "numeric"
+owner = "bench"
+args = ["tests/test_numeric.py"]
+[selectors.sleepy]
+title = "sleepy"
+owner = "bench"
+args = ["tests/test_sleepy.py"]
+[cadences.pr]
+selectors = ["numeric", "sleepy"]
+"""
+
+
+def _time(argv: list[str], cwd: Path) -> float:
+    start = time.perf_counter()
+    subprocess.run(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    return time.perf_counter() - start
+
+
+def bench_run_overhead(rounds: int) -> dict[str, float]:
+    work = Path(tempfile.mkdtemp(prefix="harness-bench-"))
+    try:
+        for name, body in SELECTOR_TESTS.items():
+            (work / name).parent.mkdir(parents=True, exist_ok=True)
+            (work / name).write_text(textwrap.dedent(body))
+        (work / "catalog.toml").write_text(CATALOG)
+        plain_cmds = [[sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", path] for path in SELECTOR_TESTS]
+        harness_cmd = [sys.executable, "-m", "harness", "run", "--cadence", "pr", "--jobs", "1", "--progress", "none",
+                       "--catalog", str(work / "catalog.toml"), "--reports-dir", str(work / "reports")]
+        plain, harnessed = [], []
+        for _ in range(rounds):  # interleaved, so drift in machine load hits both alike
+            plain.append(sum(_time(cmd, work) for cmd in plain_cmds))
+            harnessed.append(_time(harness_cmd, work))
+        return {"plain_s": statistics.median(plain), "harness_s": statistics.median(harnessed)}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def bench_parse_and_rules(n_tests: int, rounds: int) -> dict[str, float]:
+    from harness.catalog import load_catalog
+    from harness.evaluation import EvaluationContext, NoHistory, evaluate_selector, prepare
+    from harness.pytest_report import classify, parse_report_text
+    from harness.report_model import SelectorResult
+    from harness.rules import load_rules
+
+    work = Path(tempfile.mkdtemp(prefix="harness-bench-10k-"))
+    try:
+        (work / "test_many.py").write_text(textwrap.dedent(f"""
+            import pytest
+            @pytest.mark.parametrize("i", range({n_tests}))
+            def test_case(i, record_property):
+                record_property("amplitude_ssim", 0.9)
+                if i % 50 == 0:
+                    raise ValueError(f"shape mismatch in case {{i}}: expected (64, 64)")
+                if i % 97 == 0:
+                    raise TypeError("load_from_checkpoint got an unexpected keyword argument 'config'")
+        """))
+        report_path = work / "report.json"
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--json-report",
+                        f"--json-report-file={report_path}", "--json-report-omit", "keywords", "streams", "log",
+                        "--tb=short", "test_many.py"], cwd=work, stdout=subprocess.DEVNULL, check=False)
+        pytest_s = time.perf_counter() - start
+        text = report_path.read_text()
+        catalog = load_catalog(REPO / "harness" / "catalog.toml")
+        rules = load_rules(REPO / "alerts" / "rules.yaml")
+        selector = catalog.selector("integration")
+        timings, alerts = [], 0
+        for _ in range(rounds):
+            start = time.perf_counter()
+            parsed = classify(parse_report_text(text), 1)
+            result = SelectorResult(name=selector.name, title=selector.title, owner=selector.owner, argv=[], env={},
+                                    state=parsed.state, reason=parsed.reason, wall_s=pytest_s, session_s=parsed.session_s,
+                                    tests_s=parsed.tests_s, counts=parsed.counts, tests=parsed.tests)
+            ctx = EvaluationContext(rules=rules, history=NoHistory(), host_key="bench")
+            prepare(result, selector, ctx, work)
+            alerts = len(evaluate_selector(result, selector, ctx))
+            timings.append(time.perf_counter() - start)
+        return {"tests": parsed.counts.total, "report_mb": len(text) / 1e6, "parse_rules_s": statistics.median(timings),
+                "alerts": alerts, "pytest_s": pytest_s}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def bench_help(rounds: int) -> dict[str, float]:
+    script = Path(sys.executable).parent / "harness"
+    help_cmd = [str(script), "--help"] if script.exists() else [sys.executable, "-m", "harness", "--help"]
+    bare = [sys.executable, "-c", "pass"]
+    helps, bares = [], []
+    for _ in range(rounds):
+        helps.append(_time(help_cmd, REPO))
+        bares.append(_time(bare, REPO))
+    return {"help_s": statistics.median(helps), "bare_python_s": statistics.median(bares)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per measurement (median taken)")
+    parser.add_argument("--tests", type=int, default=10_000, help="tests in the parsing benchmark")
+    args = parser.parse_args()
+
+    print("harness overhead benchmark (medians; targets from issue 5 §8)")
+    run = bench_run_overhead(args.rounds)
+    overhead = run["harness_s"] - run["plain_s"]
+    allowed = 0.05 * run["plain_s"] + 1.0
+    print(f"  run:   plain pytest {run['plain_s']:.2f} s, harness run {run['harness_s']:.2f} s, "
+          f"overhead {overhead:+.2f} s ({overhead / run['plain_s']:+.1%}); allowed {allowed:.2f} s "
+          f"-> {'OK' if overhead <= allowed else 'OVER'}")
+    parse = bench_parse_and_rules(args.tests, max(args.rounds, 5))
+    print(f"  parse: {parse['tests']} tests ({parse['report_mb']:.1f} MB JSON, pytest itself {parse['pytest_s']:.1f} s): "
+          f"parse + rules {parse['parse_rules_s']:.3f} s, {parse['alerts']} alerts; target 1 s "
+          f"-> {'OK' if parse['parse_rules_s'] <= 1.0 else 'OVER'}")
+    helped = bench_help(max(args.rounds, 7))
+    print(f"  help:  harness --help {helped['help_s']:.3f} s (bare interpreter {helped['bare_python_s']:.3f} s, "
+          f"ratio {helped['help_s'] / helped['bare_python_s']:.1f}x); target 0.3 s "
+          f"-> {'OK' if helped['help_s'] <= 0.3 else 'OVER'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
