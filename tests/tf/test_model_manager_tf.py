@@ -36,7 +36,7 @@ def trained_like(tmp_path_factory):
     out_dir = tmp_path_factory.mktemp("tf_model")
     config = TrainingConfig(model=CFG, output_dir=out_dir, nepochs=2)
     update_legacy_dict(params.cfg, config)
-    archive = save_trained_model(model, config, history={"train_loss": [1.0, 0.5]})
+    archive = save_trained_model(model, config, {"history": {"train_loss": [1.0, 0.5]}})
     x = rng.random((3, 4, 32, 32)).astype(np.float32)
     offsets = rng.uniform(-3, 3, (3, 4, 2)).astype(np.float32)
     return model, archive, x, offsets
