@@ -15,7 +15,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from tiny_project import harness, harness_env, make_project
+from tiny_project import harness_main, make_project
 
 from harness import dashboard
 from harness.catalog import load_catalog
@@ -257,27 +257,30 @@ def test_empty_history_renders_a_page_that_says_so(tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".index.*"))  # the temporary file was renamed, not left behind
 
 
-def test_harness_run_regenerates_the_dashboard_and_harness_dashboard_on_demand(tmp_path: Path) -> None:
+def test_harness_run_regenerates_the_dashboard_and_harness_dashboard_on_demand(tmp_path: Path, monkeypatch,
+                                                                                 capsys) -> None:
+    monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
+    monkeypatch.setenv("TINY_FAIL_INTEGRATION", "1")
     catalog = make_project(tmp_path / "project")
     reports = tmp_path / "reports"
-    done = harness("run", "--cadence", "pr", "--catalog", str(catalog), "--reports-dir", str(reports),
-                   "--progress", "none", "--json", env=harness_env(TINY_FAIL_INTEGRATION="1"))
-    assert done.returncode == 1, done.stderr[-3000:]
+    code = harness_main("run", "--cadence", "pr", "--catalog", str(catalog), "--reports-dir", str(reports),
+                        "--progress", "none", "--json")
+    assert code == 1, capsys.readouterr().err[-3000:]
     index = reports / "index.html"
     html = index.read_text(encoding="utf-8")
     run_dir = next(path for path in reports.iterdir() if path.is_dir() and path.name.endswith("-pr"))
     assert f'href="{run_dir.name}/summary.html"' in html
     assert 'data-selector="integration" data-state="failed"' in html
     assert "PARITY-001" in html  # the shape mismatch the tiny integration test raised
+    capsys.readouterr()
 
     index.unlink()
-    done = harness("dashboard", "--catalog", str(catalog), "--reports-dir", str(reports))
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == str(index) and index.is_file()
+    assert harness_main("dashboard", "--catalog", str(catalog), "--reports-dir", str(reports)) == 0
+    assert capsys.readouterr().out.strip() == str(index) and index.is_file()
 
 
-def test_harness_dashboard_without_history_is_a_one_line_error(tmp_path: Path) -> None:
-    done = harness("dashboard", "--reports-dir", str(tmp_path / "nothing-here"))
-    assert done.returncode == 2
-    assert "Traceback" not in done.stderr and "history" in done.stderr
-    assert len(done.stderr.strip().splitlines()) == 1
+def test_harness_dashboard_without_history_is_a_one_line_error(tmp_path: Path, capsys) -> None:
+    assert harness_main("dashboard", "--reports-dir", str(tmp_path / "nothing-here")) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "history" in err
+    assert len(err.strip().splitlines()) == 1

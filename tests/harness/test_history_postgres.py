@@ -19,7 +19,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from tiny_project import harness, harness_env, make_project
+from tiny_project import harness, harness_main, make_project
 
 from harness.errors import ConfigError
 from harness.history import HistoryStore
@@ -170,26 +170,30 @@ def test_concurrent_writers_queue_on_the_server(pg_url: str) -> None:
         assert store.db.execute("SELECT COUNT(DISTINCT run_id) FROM selector_results").fetchone()[0] == 8
 
 
-def test_harness_run_history_and_dashboard_against_postgres(pg_url: str, tmp_path: Path) -> None:
-    catalog = make_project(tmp_path / "project")
-    reports = tmp_path / "reports"
-    env = harness_env(HARNESS_HISTORY_URL=pg_url, TINY_FAIL_INTEGRATION="1")
-    common = ["--catalog", str(catalog), "--reports-dir", str(reports), "--progress", "none"]
-    failed = harness("run", "--cadence", "pr", *common, env=env)
-    assert failed.returncode == 1, failed.stderr[-3000:]
-    passed = harness("run", "--cadence", "pr", *common, "--json", env=harness_env(HARNESS_HISTORY_URL=pg_url))
-    assert passed.returncode == 0, passed.stderr[-3000:]
-    assert "history not recorded" not in failed.stderr + passed.stderr
-    assert not (reports / "history.sqlite").exists()  # the server holds the history, not a file
+def test_harness_run_history_and_dashboard_against_postgres(pg_url: str, tmp_path: Path, monkeypatch,
+                                                          capsys) -> None:
     import json
 
-    summary = json.loads(passed.stdout)
+    monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
+    monkeypatch.setenv("HARNESS_HISTORY_URL", pg_url)
+    catalog = make_project(tmp_path / "project")
+    reports = tmp_path / "reports"
+    common = ["--catalog", str(catalog), "--reports-dir", str(reports), "--progress", "none"]
+    monkeypatch.setenv("TINY_FAIL_INTEGRATION", "1")
+    assert harness_main("run", "--cadence", "pr", *common) == 1
+    monkeypatch.delenv("TINY_FAIL_INTEGRATION")
+    failed = capsys.readouterr()
+    assert harness_main("run", "--cadence", "pr", *common, "--json") == 0
+    passed = capsys.readouterr()
+    assert "history not recorded" not in failed.err + passed.err
+    assert not (reports / "history.sqlite").exists()  # the server holds the history, not a file
+    summary = json.loads(passed.out)
     assert [r["trigger"] for r in summary["resolved"]] == ["PARITY-001"]  # resolution read from the server
-    shown = harness("history", "--selector", "integration", "--json", "--history-url", pg_url)
-    assert shown.returncode == 0, shown.stderr
-    states = [row["state"] for row in json.loads(shown.stdout)["runs"]] if isinstance(json.loads(shown.stdout), dict) \
-        else [row["state"] for row in json.loads(shown.stdout)]
-    assert states == ["passed", "failed"]
+    monkeypatch.delenv("HARNESS_HISTORY_URL")
+    assert harness_main("history", "--selector", "integration", "--json", "--history-url", pg_url) == 0
+    shown = json.loads(capsys.readouterr().out)
+    rows = shown["runs"] if isinstance(shown, dict) else shown
+    assert [row["state"] for row in rows] == ["passed", "failed"]
     html = (reports / "index.html").read_text(encoding="utf-8")
     assert 'data-selector="integration" data-state="passed"' in html and "trend-integration" in html
 
@@ -204,16 +208,16 @@ def test_connection_errors_never_show_the_password(postgres_server) -> None:
     assert secret not in message and "***" in message and "cannot connect" in message
     assert secret not in str(HistoryURL(url)) and secret not in f"{HistoryURL(url)}" and secret not in repr(HistoryURL(url))
     assert redact(url).startswith("postgresql+psycopg://nobody_here:***@")
-    done = harness("history", "--selector", "x", "--history-url", url)
+    done = harness("history", "--selector", "x", "--history-url", url)  # a real process: what a user sees
     assert done.returncode == 2 and secret not in done.stderr + done.stdout and "Traceback" not in done.stderr
 
 
-def test_only_postgresql_urls_are_taken(tmp_path: Path) -> None:
+def test_only_postgresql_urls_are_taken(tmp_path: Path, capsys) -> None:
     with pytest.raises(ConfigError, match="supports PostgreSQL"):
         HistoryStore.open("mysql+pymysql://u@localhost/db")
-    done = harness("history", "--selector", "x", "--history", str(tmp_path / "h.sqlite"), "--history-url",
-                   "postgresql+psycopg://u@localhost/db")
-    assert done.returncode == 2 and "give one" in done.stderr
+    assert harness_main("history", "--selector", "x", "--history", str(tmp_path / "h.sqlite"), "--history-url",
+                        "postgresql+psycopg://u@localhost/db") == 2
+    assert "give one" in capsys.readouterr().err
 
 
 def test_dialect_translation() -> None:

@@ -120,3 +120,10 @@ def harness(*args: str, env: dict[str, str] | None = None, timeout: float = 180)
         [sys.executable, "-m", "harness", *args], capture_output=True, text=True, timeout=timeout,
         env=env or harness_env(), cwd=REPO, check=False,
     )
+
+
+def harness_main(*args: str) -> int:
+    """``harness ARGS`` in this process (no interpreter start-up): the exit code; output via capsys."""
+    from harness import cli
+
+    return cli.main(list(args))
