@@ -179,5 +179,5 @@ def test_run_directory_holds_every_selectors_files(zoo):
     assert clean["files"]["basetemp"] == "selectors/clean/tmp"
     assert f"--basetemp={run_dir}/selectors/clean/tmp" in clean["argv"]  # paths as published, not as staged
     flaky_tmp = run_dir / result.selector("flaky")["files"]["basetemp"]
-    assert flaky_tmp.is_dir() and any(flaky_tmp.iterdir())  # tmp_path artifacts survive the run
+    assert flaky_tmp.is_dir()  # its tmp_path_factory lives in the run directory (test_triggers checks files)
     assert not list((result.reports_dir / ".staging").glob("*.[0-9]*"))
