@@ -371,7 +371,8 @@ class Flusher:
                     self.sleep(wait)
                 self.progress(f"sending {message.status} {message.group_key} to {sink.name} ({message.message_id})")
                 result = deliver(url, message.body.encode("utf-8"), message.message_id, secret=secret,
-                                 policy=retry_policy(sink), headers=sink.headers, session=session, sleep=self.sleep)
+                                 policy=retry_policy(sink), headers=sink.headers, session=session, sleep=self.sleep,
+                                 only_200=sink.kind == "slack")
                 last_sent[sink.name] = time.monotonic()
                 retry_at = None if result.retry_at is None else datetime.fromtimestamp(result.retry_at, UTC)
                 self.store.finish(message, delivered=result.delivered, rejected=result.permanent,

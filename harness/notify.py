@@ -244,12 +244,14 @@ def deliver(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.time,
     rng: random.Random | None = None,
+    only_200: bool = False,
 ) -> DeliveryResult:
     """POST ``body`` to ``url`` until it is accepted (2xx), a final error, or attempts run out.
 
     Never raises for a delivery problem: the result says what happened. A ``Retry-After``
     longer than ``policy.max_retry_after_s`` is not waited for here; ``retry_at`` tells the
-    outbox when the receiver wants to hear from us again.
+    outbox when the receiver wants to hear from us again. ``only_200``: the receiver answers
+    exactly 200 on success and anything else is a failure (Slack's incoming webhooks).
     """
     REDACTOR.add_url(url)
     if secret:
@@ -287,12 +289,14 @@ def deliver(
                                          requests.exceptions.InvalidSchema, requests.exceptions.URLRequired))
             else:
                 status = response.status_code
-                if 200 <= status < 300:
+                if status == 200 or (200 <= status < 300 and not only_200):
                     response.close()
                     result.attempts.append(Attempt(at=_iso(clock()), status=status, error=None, waited_s=waited))
                     result.delivered, result.status, result.error = True, status, None
                     return result
-                if 300 <= status < 400:
+                if 200 <= status < 300:
+                    error, final = f"HTTP {status}: this receiver answers 200 on success", True
+                elif 300 <= status < 400:
                     error, final = f"HTTP {status}: redirect not followed (point the sink at the final URL)", True
                 else:
                     error = f"HTTP {status}{_body_snippet(response)}"

@@ -196,3 +196,11 @@ def test_secret_key_accepts_unpadded_base64_like_the_reference_and_rejects_garba
     assert notify.secret_key(unpadded) == notify.secret_key(SECRET)
     with pytest.raises(ValueError, match="not base64"):
         notify.secret_key("whsec_not*base64!")
+
+
+def test_a_slack_style_receiver_accepts_only_200(receiver):
+    receiver.answer(Reply(204), Reply(204))
+    assert deliver(receiver.url(), b"{}", "msg_204", policy=FAST).delivered  # a generic receiver: any 2xx
+    result = deliver(receiver.url(), b"{}", "msg_204s", policy=FAST, only_200=True)
+    assert not result.delivered and result.permanent and len(receiver.requests) == 2
+    assert result.error == "HTTP 204: this receiver answers 200 on success"
