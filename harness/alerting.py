@@ -15,8 +15,6 @@
 
 from __future__ import annotations
 
-import json
-import logging
 import os
 import socket
 import sys
@@ -38,8 +36,6 @@ from harness.locations import REPO_ROOT
 from harness.notify import REDACTOR, RetryPolicy, deliver, secret_key, split_secrets
 from harness.report_model import Alert, RunReport
 from harness.routes import AlertLabels, RoutesConfig, RouteTarget, Sink, load_routes, owners_of
-
-log = logging.getLogger("harness.alerting")
 
 DEFAULT_ROUTES = REPO_ROOT / "alerts" / "routes.yaml"
 TEST_ALERTNAME = "HarnessTestAlert"
@@ -609,7 +605,3 @@ def parse_for(text: str) -> timedelta:
     if seconds <= 0:
         raise ConfigError("--for: a silence must last longer than 0 s")
     return timedelta(seconds=seconds)
-
-
-def json_dumps(data: Any) -> str:
-    return json.dumps(data, indent=2, default=str)

@@ -37,7 +37,7 @@ from harness.fix_plan_ledger import append_entry
 from harness.history import HistoryStore
 from harness.locations import REPO_ROOT
 from harness.pytest_report import classify, read_for_classification
-from harness.report_model import GOOD_STATES, Alert, RunReport, SelectorFiles, SelectorResult, SelectorState
+from harness.report_model import GOOD_STATES, Alert, RunReport, SelectorFiles, SelectorResult
 from harness.routes import owners_of
 from harness.rules import RuleSet
 from harness.runner import pytest_argv, selector_environment
