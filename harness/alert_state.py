@@ -385,6 +385,11 @@ class AlertStore:
                 detail=None if delivered else error,
             )
 
+    def message_waiting(self, message_id: str) -> bool:
+        """Whether a message is still to be delivered (pending, or being sent)."""
+        row = self.db.execute("SELECT state FROM alert_outbox WHERE message_id = ?", (message_id,)).fetchone()
+        return row is not None and row[0] in ("pending", "sending")
+
     def outbox(self, states: tuple[str, ...] | None = None, limit: int = 100) -> list[OutboxMessage]:
         query, params = "SELECT * FROM alert_outbox", []
         if states:

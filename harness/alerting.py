@@ -189,6 +189,13 @@ class Planner:
                     entry = store.log_entry(alert.fingerprint, target.route, target.sink.name)
                     if entry is not None and entry.status == "firing":
                         age = (now - parse_iso(entry.last_sent_at)).total_seconds()
+                        if store.message_waiting(entry.last_message_id):
+                            summary.deduplicated += 1
+                            store.event("deduplicated", now, run_key=run_key, fingerprint=alert.fingerprint,
+                                        trigger=alert.trigger, route=target.route, sink=target.sink.name,
+                                        message_id=entry.last_message_id,
+                                        detail="the previous firing message is still waiting in the outbox")
+                            continue
                         if age < target.repeat_interval_s:
                             summary.deduplicated += 1
                             store.event("deduplicated", now, run_key=run_key, fingerprint=alert.fingerprint,

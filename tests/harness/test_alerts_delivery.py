@@ -206,6 +206,19 @@ def test_repeat_interval_deduplicates_then_resends(tmp_path, receiver):
     assert events.count("deduplicated") == 1 and events.count("queued") == 2
 
 
+def test_a_repeat_is_not_queued_while_the_previous_message_still_waits(tmp_path, receiver):
+    world = World(tmp_path, receiver, nightly="0s")
+    world.env["T_TEAM_URL"] = closed_port_url()
+    world.env.pop("T_CHAT_URL")
+    world.run([alert("RT-002", "warning")])
+    outcome = world.run([alert("RT-002", "warning")])  # repeat interval 0, but the first is undelivered
+    assert outcome.planned.deduplicated == 1 and outcome.planned.queued_messages == 0
+    world.env["T_TEAM_URL"] = receiver.url("/team")
+    world.flush()
+    outcome = world.run([alert("RT-002", "warning")])  # delivered now: the repeat goes out
+    assert outcome.planned.queued_messages == 1 and len(world.bodies()) == 2
+
+
 def test_silenced_alerts_are_recorded_not_sent_and_flow_again_after_expiry(world):
     history, store = world.store()
     with history:
