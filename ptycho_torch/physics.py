@@ -55,20 +55,37 @@ def tap_weight(frac_row: torch.Tensor, frac_col: torch.Tensor, d_row: int, d_col
     return (frac_row if d_row else 1 - frac_row) * (frac_col if d_col else 1 - frac_col)
 
 
-def flat_tap_index(
-    row0: torch.Tensor, col0: torch.Tensor, d_row: int, d_col: int, shape: tuple[int, int], batch: int | None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Flat indices into a (batch * H * W) canvas of one tap for every patch pixel, and the mask of
-    pixels inside the canvas. Shapes (..., N, N); out-of-canvas pixels index 0 and are masked."""
+def window_index(
+    row0: torch.Tensor, col0: torch.Tensor, shape: tuple[int, int], batch: int | None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Flat canvas indices of the (N+1) x (N+1) window every patch's four taps touch.
+
+    A patch shifts rigidly, so its taps read (or write) the window at rows ``row0[0] .. row0[0]+N``
+    and columns ``col0[0] .. col0[0]+N``; tap ``(dr, dc)`` is the window slice ``[dr:dr+N, dc:dc+N]``.
+    Returns ``(index (..., N+1, N+1), inside)`` with ``inside`` the mask of window pixels on the
+    canvas, or None when every pixel is (out-of-canvas pixels index 0 and must be masked).
+    """
     m_rows, m_cols = shape
-    rows = (row0 + d_row)[..., :, None]
-    cols = (col0 + d_col)[..., None, :]
-    inside = (rows >= 0) & (rows < m_rows) & (cols >= 0) & (cols < m_cols)
-    flat = rows.clamp(0, m_rows - 1) * m_cols + cols.clamp(0, m_cols - 1)
+    n1 = row0.shape[-1] + 1
+    steps = torch.arange(n1, device=row0.device)
+    rows = row0[..., :1] + steps
+    cols = col0[..., :1] + steps
+    row_ok = (rows >= 0) & (rows < m_rows)
+    col_ok = (cols >= 0) & (cols < m_cols)
+    all_inside = bool(row_ok.all()) and bool(col_ok.all())
+    if not all_inside:
+        rows = rows.clamp(0, m_rows - 1)
+        cols = cols.clamp(0, m_cols - 1)
     if batch is not None:
-        group = torch.arange(batch, device=row0.device).view(batch, *([1] * (flat.dim() - 1)))
-        flat = flat + group * (m_rows * m_cols)
-    return torch.where(inside, flat, torch.zeros_like(flat)), inside
+        group = torch.arange(batch, device=row0.device).view(batch, *([1] * (rows.dim() - 1)))
+        rows = rows + group * m_rows  # flat index of (g, r, c) is (g * H + r) * W + c
+    index = rows[..., :, None] * m_cols + cols[..., None, :]
+    inside = None if all_inside else (row_ok[..., :, None] & col_ok[..., None, :])
+    return index, inside
+
+
+def _tap_weights(fr: torch.Tensor, fc: torch.Tensor, dtype: torch.dtype) -> list[torch.Tensor]:
+    return [tap_weight(fr, fc, dr, dc).to(dtype)[..., None, None] for dr, dc in TAPS]
 
 
 def extract_patches(obj: torch.Tensor, positions: torch.Tensor, n: int) -> torch.Tensor:
@@ -84,15 +101,29 @@ def extract_patches(obj: torch.Tensor, positions: torch.Tensor, n: int) -> torch
         raise ValueError(f"positions: expected ({batch}, P, 2) for a batched object, got {tuple(positions.shape)}")
     shape = (int(obj.shape[-2]), int(obj.shape[-1]))
     row0, col0, fr, fc = bilinear_taps(positions, n)
-    flat_obj = obj.reshape(-1)
-    out = None
-    for d_row, d_col in TAPS:
-        index, inside = flat_tap_index(row0, col0, d_row, d_col, shape, batch)
-        values = flat_obj[index] * inside
-        w = tap_weight(fr, fc, d_row, d_col).to(values.real.dtype)[..., None, None]
-        term = w * values
-        out = term if out is None else out + term
-    return out
+    index, inside = window_index(row0, col0, shape, batch)
+    window = obj.reshape(-1)[index]
+    if inside is not None:
+        window = window * inside
+    w = _tap_weights(fr, fc, window.real.dtype)
+    return (
+        w[0] * window[..., :n, :n]
+        + w[1] * window[..., :n, 1:]
+        + w[2] * window[..., 1:, :n]
+        + w[3] * window[..., 1:, 1:]
+    )
+
+
+def splat_window(values: torch.Tensor, frac_row: torch.Tensor, frac_col: torch.Tensor) -> torch.Tensor:
+    """The adjoint of the tap combination in :func:`extract_patches`: (..., N, N) -> (..., N+1, N+1)."""
+    pad = torch.nn.functional.pad
+    w = _tap_weights(frac_row, frac_col, values.real.dtype)
+    return (
+        pad(w[0] * values, (0, 1, 0, 1))
+        + pad(w[1] * values, (1, 0, 0, 1))
+        + pad(w[2] * values, (0, 1, 1, 0))
+        + pad(w[3] * values, (1, 0, 1, 0))
+    )
 
 
 def illuminate(probe: torch.Tensor, patches: torch.Tensor) -> torch.Tensor:

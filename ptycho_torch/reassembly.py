@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ptycho_torch.physics import TAPS, bilinear_taps, flat_tap_index, tap_weight
+from ptycho_torch.physics import bilinear_taps, splat_window, window_index
 
 __all__ = ["splat_patches", "reassemble_patches", "reassemble_patches_numpy_io", "WEIGHT_FLOOR"]
 
@@ -31,14 +31,13 @@ def splat_patches(
     n = int(values.shape[-1])
     batch = int(values.shape[0]) if values.dim() == 4 else None
     rows, cols = int(canvas_shape[0]), int(canvas_shape[1])
-    size = rows * cols * (batch or 1)
     row0, col0, fr, fc = bilinear_taps(positions, n)
-    canvas = torch.zeros(size, dtype=values.dtype, device=values.device)
-    for d_row, d_col in TAPS:
-        index, inside = flat_tap_index(row0, col0, d_row, d_col, (rows, cols), batch)
-        w = tap_weight(fr, fc, d_row, d_col).to(values.real.dtype)[..., None, None]
-        contribution = torch.where(inside, w * values, torch.zeros_like(values))
-        canvas = canvas.index_add(0, index.reshape(-1), contribution.reshape(-1))
+    index, inside = window_index(row0, col0, (rows, cols), batch)
+    window = splat_window(values, fr, fc)
+    if inside is not None:
+        window = window * inside
+    canvas = torch.zeros(rows * cols * (batch or 1), dtype=values.dtype, device=values.device)
+    canvas = canvas.index_add(0, index.reshape(-1), window.reshape(-1))
     shape = (rows, cols) if batch is None else (batch, rows, cols)
     return canvas.reshape(shape)
 

@@ -1,0 +1,436 @@
+"""Inference with a trained torch model, and the ``python -m ptycho_torch.inference`` CLI.
+
+Loads the saved model directory (manifest + ``checkpoints/last.ckpt``) without Lightning (plain
+torch is enough to run a network, and saves seconds per process), predicts object patches for the
+scan, stitches them into one complex object, and writes ``reconstruction.npz`` plus the amplitude
+and phase PNGs (one image pixel per array element, no figure chrome).
+
+Exit codes: 0 success; 2 a user's mistake (missing or invalid file, bad value, a model of the other
+backend), reported as one line on stderr; 1 an unexpected internal error (with traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+_T_START = time.perf_counter()
+
+import numpy as np  # noqa: E402  (after the start stamp: the CLI reports its import time)
+
+__all__ = [
+    "UsageError",
+    "select_device",
+    "predict_object_patches",
+    "predict_diffraction",
+    "poisson_deviance_on",
+    "stitch_reconstruction",
+    "canvas_shape_of",
+    "Reconstruction",
+    "reconstruct",
+    "write_reconstruction",
+    "main",
+]
+
+
+class UsageError(ValueError):
+    """A user's mistake on the command line (exit 2, one line, no traceback)."""
+
+
+def select_device(accelerator: str) -> "torch.device":  # noqa: F821
+    """The torch device for ``accelerator`` (cpu, cuda, gpu, auto); never a GPU unless asked for.
+
+    ``auto`` takes a visible CUDA device, so ``CUDA_VISIBLE_DEVICES=""`` always means the CPU.
+    """
+    import torch
+
+    accelerator = accelerator.lower()
+    if accelerator == "cpu":
+        return torch.device("cpu")
+    if accelerator in ("cuda", "gpu"):
+        if not torch.cuda.is_available():
+            raise UsageError(
+                f"--accelerator {accelerator}: no CUDA device is visible "
+                f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '<unset>')!r}); use --accelerator cpu"
+            )
+        return torch.device("cuda")
+    if accelerator == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    raise UsageError(f"--accelerator: invalid value {accelerator!r}; expected cpu, cuda, gpu or auto")
+
+
+def _batches(n: int, batch_size: int):
+    for start in range(0, n, batch_size):
+        yield slice(start, start + batch_size)
+
+
+def predict_object_patches(
+    network, x: np.ndarray, batch_size: int = 256, device=None, offsets: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Object amplitude and phase patches (B, C, N, N) for normalised diffraction ``x`` (B, C, N, N).
+
+    With ``offsets`` the predicted diffraction amplitudes ``A_hat`` (B, C, N, N) come along from the
+    same pass (the physics layer on the predicted patches), else None.
+    """
+    import torch
+
+    device = device or torch.device("cpu")
+    network = network.to(device).eval()
+    amps, phases, diffraction = [], [], []
+    with torch.inference_mode():
+        for batch in _batches(len(x), batch_size):
+            xb = torch.from_numpy(np.ascontiguousarray(x[batch])).to(device)
+            a, p = network.predict_object(xb)
+            amps.append(a.cpu().numpy())
+            phases.append(p.cpu().numpy())
+            if offsets is not None:
+                ob = torch.from_numpy(np.ascontiguousarray(offsets[batch], dtype=np.float64)).to(device)
+                diffraction.append(network.physics(a, p, ob).cpu().numpy())
+    return np.concatenate(amps), np.concatenate(phases), (np.concatenate(diffraction) if offsets is not None else None)
+
+
+def predict_diffraction(network, x: np.ndarray, offsets: np.ndarray, batch_size: int = 256, device=None) -> np.ndarray:
+    """Predicted normalised diffraction amplitudes ``A_hat`` (B, C, N, N) through the physics layer."""
+    return predict_object_patches(network, x, batch_size, device, offsets=offsets)[2]
+
+
+def deviance_of_prediction(predicted: np.ndarray, grouped) -> float:
+    """Mean Poisson deviance of predicted normalised amplitudes against the measured counts.
+
+    In count units: ``lambda = (A_hat / scale)^2`` against ``k = counts_amplitude^2``. Zero for a
+    perfect model; the figure by which "training did something" is judged.
+    """
+    from ptycho.physics import poisson_deviance
+
+    lam = (np.asarray(predicted, dtype=np.float64) / grouped.scale) ** 2
+    counts = grouped.counts_amplitude.astype(np.float64) ** 2
+    return poisson_deviance(lam, counts)
+
+
+def poisson_deviance_on(network, grouped, batch_size: int = 256, device=None) -> float:
+    """:func:`deviance_of_prediction` of ``network`` on every group of ``grouped``."""
+    return deviance_of_prediction(predict_diffraction(network, grouped.X, grouped.offsets, batch_size, device), grouped)
+
+
+def canvas_shape_of(raw, n: int, M: int | None = None) -> tuple[int, int]:
+    """Canvas for the stitched object: ``M x M`` if given, else the ground truth's shape when the
+    data carry one (so the two compare pixel for pixel), else the smallest canvas holding every patch."""
+    from ptycho.stitching import canvas_shape_for
+
+    if M is not None:
+        if M < n:
+            raise UsageError(f"M: canvas side {M} is smaller than the patch size {n}")
+        return (int(M), int(M))
+    if raw.objectGuess is not None:
+        return tuple(int(s) for s in raw.objectGuess.shape)  # type: ignore[return-value]
+    return canvas_shape_for(raw.positions, n)
+
+
+def transform_positions(positions: np.ndarray, flip_x: bool = False, flip_y: bool = False) -> np.ndarray:
+    """Mirror scan positions within their own extent: ``x -> x_min + x_max - x`` (and y), for
+    instruments whose axes run the other way."""
+    out = np.array(positions, dtype=np.float64, copy=True)
+    flat = out.reshape(-1, 2)
+    if flip_x:
+        flat[:, 0] = flat[:, 0].min() + flat[:, 0].max() - flat[:, 0]
+    if flip_y:
+        flat[:, 1] = flat[:, 1].min() + flat[:, 1].max() - flat[:, 1]
+    return out
+
+
+def stitch_reconstruction(
+    patches: np.ndarray,
+    positions: np.ndarray,
+    probe: np.ndarray,
+    canvas_shape: tuple[int, int],
+    crop: int | None,
+    flip_x: bool = False,
+    flip_y: bool = False,
+    transpose: bool = False,
+    device=None,
+) -> np.ndarray:
+    """Stitch complex ``patches`` (..., N, N) placed at global ``positions`` (..., 2) into one object.
+
+    Weights: probe intensity, zero outside the central ``crop`` window (the predicted region).
+    ``transpose`` swaps each patch's rows and columns; ``flip_x``/``flip_y`` mirror the positions.
+    Native torch (``index_add``), float64 accumulation.
+    """
+    import torch
+
+    from ptycho.stitching import patch_weights
+    from ptycho_torch.reassembly import reassemble_patches
+
+    n = patches.shape[-1]
+    flat = np.asarray(patches).reshape(-1, n, n)
+    if transpose:
+        flat = np.swapaxes(flat, -1, -2)
+    pos = transform_positions(np.asarray(positions).reshape(-1, 2), flip_x, flip_y)
+    weights = patch_weights(n, probe, crop=crop)
+    if crop is not None and (n - crop) % 2 == 0:
+        # Outside the crop window the weight is zero: splat only the window. Its pixel r' is the full
+        # patch's pixel r' + (n - crop)/2, so with the same centre the taps land on the same pixels.
+        lo = (n - crop) // 2
+        flat = flat[:, lo : lo + crop, lo : lo + crop]
+        weights = weights[lo : lo + crop, lo : lo + crop]
+    device = device or torch.device("cpu")
+    out = reassemble_patches(
+        torch.from_numpy(np.ascontiguousarray(flat)).to(device=device, dtype=torch.complex128),
+        torch.from_numpy(pos).to(device),
+        canvas_shape,
+        torch.from_numpy(weights).to(device),
+    )
+    return out.cpu().numpy().astype(np.complex64)
+
+
+@dataclass
+class Reconstruction:
+    """A stitched object and what produced it."""
+
+    obj: np.ndarray
+    positions: np.ndarray
+    indices: np.ndarray
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def amplitude(self) -> np.ndarray:
+        return np.abs(self.obj).astype(np.float32)
+
+    @property
+    def phase(self) -> np.ndarray:
+        return np.angle(self.obj).astype(np.float32)
+
+
+def reconstruct(
+    network,
+    raw,
+    n_images: int | None = None,
+    seed: int = 0,
+    batch_size: int = 256,
+    device=None,
+    flip_x: bool = False,
+    flip_y: bool = False,
+    transpose: bool = False,
+    M: int | None = None,
+    timings: dict[str, float] | None = None,
+    with_deviance: bool = True,
+) -> tuple[Reconstruction, Any]:
+    """Group ``raw`` as the model was configured (CONFIG-001: ``params.cfg`` must hold the model's
+    N and gridsize), predict, stitch. Returns the reconstruction and the grouped data."""
+    from ptycho.raw_data import generate_grouped_data
+    from ptycho_torch.network import predicted_size
+
+    timings = timings if timings is not None else {}
+    t = time.perf_counter()
+    cfg = network.cfg
+    grouped = generate_grouped_data(raw, n_groups=n_images, seed=seed)
+    timings["grouping"] = time.perf_counter() - t
+    t = time.perf_counter()
+    amp, phase, predicted = predict_object_patches(
+        network, grouped.X, batch_size, device, offsets=grouped.offsets if with_deviance else None
+    )
+    timings["inference"] = time.perf_counter() - t
+    t = time.perf_counter()
+    positions = grouped.centers[:, None, :] + grouped.offsets
+    canvas = canvas_shape_of(raw, cfg.N, M)
+    obj = stitch_reconstruction(
+        amp * np.exp(1j * phase), positions, raw.probeGuess, canvas, predicted_size(cfg), flip_x, flip_y, transpose, device
+    )
+    timings["stitching"] = time.perf_counter() - t
+    meta: dict[str, Any] = {
+        "n_groups": int(len(grouped.X)),
+        "gridsize": cfg.gridsize,
+        "N": cfg.N,
+        "canvas_shape": list(canvas),
+        "flip_x": flip_x,
+        "flip_y": flip_y,
+        "transpose": transpose,
+        "normalization_scale": float(grouped.scale),
+    }
+    if with_deviance:
+        meta["poisson_deviance"] = deviance_of_prediction(predicted, grouped)
+    return Reconstruction(obj, positions.reshape(-1, 2), grouped.indices.reshape(-1), meta), grouped
+
+
+def _save_png(path: Path, rgb: np.ndarray) -> None:
+    """Write an (H, W, 3) uint8 image as PNG, one pixel per array element, aside then renamed."""
+    from PIL import Image
+
+    tmp = path.with_name(path.name + ".tmp")
+    Image.fromarray(rgb, mode="RGB").save(tmp, format="PNG")
+    tmp.replace(path)
+
+
+def amplitude_image(amplitude: np.ndarray) -> np.ndarray:
+    """Grey levels from 0 to the largest amplitude."""
+    hi = float(amplitude.max()) if amplitude.size else 0.0
+    grey = np.clip(amplitude / (hi or 1.0), 0.0, 1.0)
+    return np.repeat((grey * 255 + 0.5).astype(np.uint8)[..., None], 3, axis=-1)
+
+
+def phase_image(phase: np.ndarray) -> np.ndarray:
+    """Cyclic colours (hue = phase, -pi and pi meet), so wrapping shows no false edge."""
+    from PIL import Image
+
+    hue = ((np.asarray(phase, dtype=np.float64) + np.pi) / (2 * np.pi)) % 1.0
+    hsv = np.stack([(hue * 255).astype(np.uint8), np.full(hue.shape, 200, np.uint8), np.full(hue.shape, 230, np.uint8)], -1)
+    return np.asarray(Image.fromarray(hsv, mode="HSV").convert("RGB"))
+
+
+def write_reconstruction(output_dir: Path, recon: Reconstruction, timings: dict[str, float] | None = None) -> dict[str, Path]:
+    """``reconstruction.npz`` (complex object, amplitude, phase, positions, indices, metadata JSON),
+    ``reconstruction_amplitude.png`` and ``reconstruction_phase.png``."""
+    from ptycho.raw_data import write_npz_deterministic
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    t = time.perf_counter()
+    npz = write_npz_deterministic(
+        output_dir / "reconstruction.npz",
+        {
+            "reconstruction": recon.obj.astype(np.complex64),
+            "amplitude": recon.amplitude,
+            "phase": recon.phase,
+            "positions": recon.positions.astype(np.float64),
+            "indices": recon.indices.astype(np.int64),
+            "_metadata": np.array(json.dumps(recon.metadata, sort_keys=True)),
+        },
+    )
+    amp_png = output_dir / "reconstruction_amplitude.png"
+    phase_png = output_dir / "reconstruction_phase.png"
+    _save_png(amp_png, amplitude_image(recon.amplitude))
+    _save_png(phase_png, phase_image(recon.phase))
+    if timings is not None:
+        timings["png"] = time.perf_counter() - t
+    return {"npz": npz, "amplitude_png": amp_png, "phase_png": phase_png}
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m ptycho_torch.inference",
+        description="Reconstruct an object with a trained PyTorch PtychoPINN model.",
+        epilog="Exit codes: 0 success, 2 a usage or input error (one line on stderr), 1 an internal error.",
+    )
+    p.add_argument("--model_path", type=Path, required=True, help="training output directory (manifest.json + checkpoints/last.ckpt) or a .ckpt file")
+    p.add_argument("--test_data", "--test_data_file", dest="test_data", type=Path, required=True, help="NPZ scan to reconstruct")
+    p.add_argument("--output_dir", type=Path, required=True, help="where reconstruction.npz and the PNGs go")
+    p.add_argument("--n_images", type=int, default=None, help="reconstruct only a seeded subset of this many groups (default: all)")
+    p.add_argument("--accelerator", default="cpu", help="cpu (default), cuda/gpu, or auto (a visible CUDA device, else cpu)")
+    p.add_argument("--batch_size", type=int, default=256, help="groups per forward pass (default 256)")
+    p.add_argument("--num_threads", type=int, default=1, help="CPU threads (default 1; 0: torch's default)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the subset selection (default 0)")
+    p.add_argument("--flip_x", action="store_true", help="mirror the scan positions along x")
+    p.add_argument("--flip_y", action="store_true", help="mirror the scan positions along y")
+    p.add_argument("--transpose", action="store_true", help="transpose every predicted patch before stitching")
+    p.add_argument("--M", type=int, default=None, help="square canvas side (default: the ground truth's shape, else the scan's extent)")
+    p.add_argument("--no_deviance", action="store_true", help="skip the Poisson deviance of the model on the data")
+    p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    return p
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    from ptycho.raw_data import npz_headers
+
+    if args.num_threads < 0:
+        raise UsageError(f"--num_threads: invalid value {args.num_threads}; expected an integer >= 0")
+    for name in ("n_images", "batch_size", "M"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise UsageError(f"--{name}: invalid value {value}; expected an integer >= 1")
+    if args.seed < 0:
+        raise UsageError(f"--seed: invalid value {args.seed}; expected an integer >= 0")
+    if not args.model_path.exists():
+        raise UsageError(f"--model_path: {args.model_path}: no such file or directory")
+    npz_headers(args.test_data)  # DataContractError names the file when it is missing or not an NPZ
+    if args.output_dir.exists() and not args.output_dir.is_dir():
+        raise UsageError(f"--output_dir: {args.output_dir} exists and is not a directory")
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """The inference CLI's work; returns the JSON summary."""
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    import torch
+
+    from ptycho import params
+    from ptycho.config.config import update_legacy_dict
+    from ptycho.raw_data import RawData
+    from ptycho_torch.model_manager import load_torch_bundle
+
+    timings["imports"] = time.perf_counter() - t
+    device = select_device(args.accelerator)
+    if device.type == "cpu":
+        torch.set_flush_denormal(True)
+        if args.num_threads:
+            torch.set_num_threads(args.num_threads)
+    t = time.perf_counter()
+    bundle = load_torch_bundle(args.model_path, map_location=device)
+    timings["load_model"] = time.perf_counter() - t
+    update_legacy_dict(params.cfg, bundle.inference_config)  # CONFIG-001: before grouping
+    t = time.perf_counter()
+    raw = RawData.from_file(args.test_data)
+    timings["data"] = time.perf_counter() - t
+    if raw.N != bundle.model_config.N:
+        raise UsageError(
+            f"--test_data: {args.test_data}: patterns are {raw.N} x {raw.N} but the model at {args.model_path} "
+            f"was trained for N = {bundle.model_config.N}"
+        )
+    recon, _ = reconstruct(
+        bundle.network, raw, n_images=args.n_images, seed=args.seed, batch_size=args.batch_size, device=device,
+        flip_x=args.flip_x, flip_y=args.flip_y, transpose=args.transpose, M=args.M, timings=timings,
+        with_deviance=not args.no_deviance,
+    )
+    recon.metadata.update(
+        backend="pytorch",
+        model_path=str(args.model_path),
+        checkpoint=str(bundle.checkpoint_path),
+        test_data=str(args.test_data),
+        device=str(device),
+    )
+    paths = write_reconstruction(args.output_dir, recon, timings)
+    timings["total"] = time.perf_counter() - _T_START
+    summary = {
+        "backend": "pytorch",
+        "device": str(device),
+        "n_groups": recon.metadata["n_groups"],
+        "canvas_shape": recon.metadata["canvas_shape"],
+        "poisson_deviance": recon.metadata.get("poisson_deviance"),
+        "outputs": {k: str(v) for k, v in paths.items()},
+        "timings_s": {k: round(v, 4) for k, v in timings.items()},
+    }
+    (args.output_dir / "inference_summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ptycho.model_manifest import ModelArtifactError
+    from ptycho.raw_data import DataContractError
+
+    args = _parser().parse_args(argv)
+    try:
+        _check_args(args)
+        summary = run(args)
+    except (UsageError, DataContractError, ModelArtifactError, OSError) as exc:
+        # ModelArtifactError covers BackendMismatchError and invalid hyperparameters in a checkpoint.
+        print(f"ptycho_torch.inference: error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(summary, sort_keys=True))
+    else:
+        t = summary["timings_s"]
+        print(
+            f"reconstructed {summary['n_groups']} groups on {summary['device']} -> {args.output_dir} "
+            f"(canvas {summary['canvas_shape'][0]}x{summary['canvas_shape'][1]}, {t['total']:.1f} s)"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

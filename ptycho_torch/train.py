@@ -1,0 +1,208 @@
+"""``python -m ptycho_torch.train``: train a PyTorch PtychoPINN model and save it.
+
+Writes ``{output_dir}/checkpoints/last.ckpt`` (Lightning checkpoint with the four configuration
+groups as hyperparameters), ``{output_dir}/manifest.json`` (backend "pytorch") and
+``{output_dir}/train_summary.json`` (history, timings, settings).
+
+Exit codes: 0 success; 2 a user's mistake (missing or invalid file, bad value), one line on stderr;
+1 an unexpected internal error (with traceback).
+"""
+
+from __future__ import annotations
+
+import time
+
+_T_START = time.perf_counter()
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+__all__ = ["main", "build_configs"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m ptycho_torch.train",
+        description="Train a PyTorch Lightning PtychoPINN model on a ptychography NPZ scan.",
+        epilog="Exit codes: 0 success, 2 a usage or input error (one line on stderr), 1 an internal error.",
+    )
+    p.add_argument("--train_data_file", type=Path, required=True, help="NPZ scan to train on")
+    p.add_argument("--test_data_file", type=Path, default=None, help="NPZ scan for validation (optional)")
+    p.add_argument("--output_dir", type=Path, required=True, help="model directory to write")
+    p.add_argument("--max_epochs", "--nepochs", dest="max_epochs", type=int, default=50, help="training epochs (default 50)")
+    p.add_argument("--n_images", type=int, default=None, help="train on a seeded subset of this many groups (default: all)")
+    p.add_argument("--gridsize", type=int, default=1, help="patches per group side; 2 turns the overlap constraint on (default 1)")
+    p.add_argument("--batch_size", type=int, default=16, help="groups per batch, a power of two (default 16)")
+    p.add_argument("--learning_rate", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    p.add_argument("--n_filters_scale", type=int, default=1, help="network width multiplier (default 1: widths 8-16-32)")
+    p.add_argument("--neighbor_count", type=int, default=4, help="nearest neighbours a group is drawn from (default 4)")
+    p.add_argument("--nll_weight", type=float, default=1.0, help="weight of the Poisson NLL (default 1)")
+    p.add_argument("--mae_weight", type=float, default=0.0, help="weight of the amplitude MAE (default 0)")
+    p.add_argument("--accelerator", default="cpu", help="cpu (default), cuda/gpu, or auto (a visible CUDA device, else cpu)")
+    p.add_argument("--devices", type=int, default=1, help="number of devices/processes (default 1)")
+    p.add_argument("--strategy", default="auto", help="auto (default), ddp or ddp_spawn (multi-process training)")
+    p.add_argument("--seed", type=int, default=42, help="seed of weights, subset and data order (default 42)")
+    p.add_argument("--num_threads", type=int, default=1, help="CPU threads for training (default 1; 0: torch's default)")
+    p.add_argument("--val_images", type=int, default=64, help="validation groups per epoch from --test_data_file (default 64; 0: none)")
+    p.add_argument("--csv_logger", action="store_true", help="log metrics to {output_dir}/logs as CSV")
+    p.add_argument("--progress", choices=("auto", "on", "off"), default="auto", help="progress bar (auto: only on a terminal)")
+    p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    return p
+
+
+class UsageError(ValueError):
+    """A user's mistake on the command line."""
+
+
+def build_configs(args: argparse.Namespace):
+    """The TrainingConfig and TorchExecution the arguments describe (ValueError names the field)."""
+    from ptycho.config.config import ModelConfig, TrainingConfig
+    from ptycho_torch.workflows.components import TorchExecution
+
+    model = ModelConfig(N=args.N, gridsize=args.gridsize, n_filters_scale=args.n_filters_scale)
+    config = TrainingConfig(
+        model=model,
+        train_data_file=args.train_data_file,
+        test_data_file=args.test_data_file,
+        batch_size=args.batch_size,
+        nepochs=args.max_epochs,
+        learning_rate=args.learning_rate,
+        nll_weight=args.nll_weight,
+        mae_weight=args.mae_weight,
+        n_groups=args.n_images,
+        neighbor_count=args.neighbor_count,
+        output_dir=args.output_dir,
+        backend="pytorch",
+    )
+    progress = {"auto": None, "on": True, "off": False}[args.progress]
+    execution = TorchExecution(
+        accelerator=args.accelerator, devices=args.devices, strategy=args.strategy, seed=args.seed,
+        progress_bar=progress, csv_logger=args.csv_logger, val_images=args.val_images if args.test_data_file else 0,
+        num_threads=args.num_threads,
+    )
+    return config, execution
+
+
+def _preflight(args: argparse.Namespace) -> None:
+    """Cheap checks before the multi-second imports: files, shapes, values."""
+    from ptycho.config.config import ModelConfig, TrainingConfig  # noqa: F401 - light
+    from ptycho.raw_data import diffraction_shape
+
+    shape = diffraction_shape(args.train_data_file)  # DataContractError names file and key
+    args.N = int(shape[-1])
+    if args.test_data_file is not None:
+        test_shape = diffraction_shape(args.test_data_file)
+        if test_shape[-1] != args.N:
+            raise UsageError(
+                f"--test_data_file: {args.test_data_file}: {test_shape[-1]} x {test_shape[-1]} patterns, "
+                f"but the training data have {args.N} x {args.N}"
+            )
+    if args.output_dir.exists() and not args.output_dir.is_dir():
+        raise UsageError(f"--output_dir: {args.output_dir} exists and is not a directory")
+    if args.strategy in ("ddp", "ddp_spawn") and args.devices < 2:
+        raise UsageError(f"--strategy {args.strategy}: needs --devices >= 2")
+    # Validates every value (gridsize, batch size, epochs, ...) with messages naming the field.
+    try:
+        import types
+
+        build_configs_light = types.SimpleNamespace(**vars(args))
+        _validate_without_torch(build_configs_light)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _validate_without_torch(args: Any) -> None:
+    from ptycho.config.config import ModelConfig, TrainingConfig
+
+    model = ModelConfig(N=args.N, gridsize=args.gridsize, n_filters_scale=args.n_filters_scale)
+    TrainingConfig(
+        model=model, batch_size=args.batch_size, nepochs=args.max_epochs, learning_rate=args.learning_rate,
+        nll_weight=args.nll_weight, mae_weight=args.mae_weight, n_groups=args.n_images,
+        neighbor_count=args.neighbor_count, output_dir=args.output_dir, backend="pytorch",
+    )
+    if args.accelerator not in ("cpu", "cuda", "gpu", "auto"):
+        raise ValueError(f"--accelerator: invalid value {args.accelerator!r}; expected cpu, cuda, gpu or auto")
+    if args.devices < 1:
+        raise ValueError(f"--devices: invalid value {args.devices}; expected an integer >= 1")
+    if args.strategy not in ("auto", "ddp", "ddp_spawn"):
+        raise ValueError(f"--strategy: invalid value {args.strategy!r}; expected auto, ddp or ddp_spawn")
+    if args.seed < 0:
+        raise ValueError(f"--seed: invalid value {args.seed}; expected an integer >= 0")
+    if args.val_images < 0:
+        raise ValueError(f"--val_images: invalid value {args.val_images}; expected an integer >= 0")
+    if args.num_threads < 0:
+        raise ValueError(f"--num_threads: invalid value {args.num_threads}; expected an integer >= 0")
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    from ptycho.raw_data import RawData
+    from ptycho_torch.workflows import components
+
+    import lightning.pytorch  # noqa: F401 - counted here, not inside the training phase
+
+    timings["imports"] = time.perf_counter() - t
+    try:
+        config, execution = build_configs(args)
+        execution.resolved_accelerator()
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    t = time.perf_counter()
+    train_raw = RawData.from_file(args.train_data_file)
+    test_raw = RawData.from_file(args.test_data_file) if args.test_data_file else None
+    timings["data"] = time.perf_counter() - t
+    results = components.train_cdi_model_torch(train_raw, test_raw, config, execution)
+    timings["data"] += results["timings"].pop("grouping")
+    timings.update(results["timings"])
+    trainer = results["trainer"]
+    summary = {
+        "backend": "pytorch",
+        "output_dir": str(args.output_dir),
+        "checkpoint": str(results["checkpoint_path"]),
+        "epochs": int(trainer.current_epoch),
+        "global_step": int(trainer.global_step),
+        "n_groups": int(len(results["train_container"].X)),
+        "accelerator": execution.resolved_accelerator(),
+        "devices": execution.devices,
+        "strategy": execution.strategy,
+        "history": results["history"],
+    }
+    if trainer.is_global_zero:
+        timings["total"] = time.perf_counter() - _T_START
+        summary["timings_s"] = {k: round(v, 4) for k, v in timings.items()}
+        (args.output_dir / "train_summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
+    summary["is_global_zero"] = bool(trainer.is_global_zero)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ptycho.model_manifest import ModelArtifactError
+    from ptycho.raw_data import DataContractError
+
+    args = _parser().parse_args(argv)
+    try:
+        _preflight(args)
+        summary = run(args)
+    except (UsageError, DataContractError, ModelArtifactError, OSError) as exc:
+        print(f"ptycho_torch.train: error: {exc}", file=sys.stderr)
+        return 2
+    if not summary.pop("is_global_zero"):
+        return 0
+    if args.json:
+        print(json.dumps(summary, sort_keys=True))
+    else:
+        losses = summary["history"]["train_loss"]
+        last = f", final loss {losses[-1]:.5g}" if losses else ""
+        print(
+            f"trained {summary['epochs']} epoch(s) on {summary['n_groups']} groups ({summary['accelerator']}"
+            f"{last}) -> {summary['checkpoint']} in {summary['timings_s']['total']:.1f} s"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Workflows of the PyTorch backend (training orchestration, reconstruction)."""
