@@ -62,7 +62,9 @@ def served(tmp_path: Path):
         process = subprocess.Popen(
             [sys.executable, "-m", "harness", "serve", "--catalog", str(catalog), "--reports-dir", str(reports),
              "--port", "0", "--jobs", "2"],
-            stdout=handle, stderr=subprocess.STDOUT, env=harness_env(), cwd=REPO,
+            stdout=handle, stderr=subprocess.STDOUT, cwd=REPO,
+            # The first run is quick; later ones sleep in a test, so SIGTERM surely finds one in flight.
+            env=harness_env(TINY_SLOW_AFTER_FIRST=str(tmp_path / "ran-once")),
         )
     try:
         match = _wait(lambda: re.search(r"serving http://127\.0\.0\.1:(\d+)/", log.read_text(errors="replace")),
@@ -104,10 +106,9 @@ def test_serve_runs_on_schedule_serves_the_dashboard_and_stops_on_sigterm(served
     assert _get(port, "/../../../etc/passwd")[0] == 404
     assert _get(port, f"/{run_link.group(1)}/selectors/")[0] == 404
 
-    # The next firing is in flight (its pytest process started): SIGTERM stops it and the server.
+    # The next firing is in flight (its test is sleeping): SIGTERM stops it and the server.
     running = _wait(lambda: health()["running"], 60, "the next scheduled run to start")
-    _wait(lambda: list(reports.glob(f".staging/*.{running['pid']}/selectors/*/stdout.log")), 60,
-          "the in-flight run to start its selector")
+    _wait(lambda: (reports.parent / "ran-once.sleeping").exists(), 60, "the in-flight run to reach its sleeping test")
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) == 0
     text = log.read_text(errors="replace")

@@ -23,9 +23,17 @@ TESTS = {
         "        raise RuntimeError('decoder output shape mismatch: expected (4, 64, 64)')\n"
     ),
     "tests/test_backend.py": (
+        "import os, time\n"
         "import pytest\n"
         "def test_default_is_tensorflow(): assert True\n"
-        "def test_pytorch_routing(): assert True\n"
+        "def test_pytorch_routing():\n"
+        "    marker = os.environ.get('TINY_SLOW_AFTER_FIRST')\n"  # every execution but the first sleeps
+        "    if marker:\n"
+        "        seen = os.path.exists(marker)\n"
+        "        open(marker, 'a').close()\n"
+        "        if seen:\n"
+        "            open(marker + '.sleeping', 'a').close()\n"
+        "            time.sleep(50)\n"
         "def test_invalid_backend_raises(): assert True\n"
         "@pytest.mark.skip(reason='no torch here')\n"
         "def test_pytorch_unavailable_raises_runtime_error(): pass\n"
