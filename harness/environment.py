@@ -6,11 +6,13 @@ follows brief §3.5 step 2: ``python -V``, ``pip show torch lightning``, the CPU
 
 from __future__ import annotations
 
+import inspect
 import os
 import platform
 import shutil
 import socket
 import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -72,32 +74,42 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
-# Run by the selectors' interpreter: `pip show`'s fields from package metadata. (`pip show`
-# itself scans every installed distribution and took 16 s on the shared 2-core machine.)
-_SHOW_SCRIPT = r"""
-import re
-import sys
-from importlib import metadata
-names, full = sys.argv[1:-1], sys.argv[-1] == "full"
-blocks = []
-for name in names:
-    try:
-        dist = metadata.distribution(name)
-    except metadata.PackageNotFoundError:
-        blocks.append(f"WARNING: Package(s) not found: {name}")
-        continue
-    meta = dist.metadata
-    requires = sorted({re.match(r"[A-Za-z0-9_.-]+", r).group(0) for r in (dist.requires or []) if "extra ==" not in r})
-    blocks.append("\n".join([
-        f"Name: {meta['Name']}", f"Version: {dist.version}", f"Summary: {meta.get('Summary', '')}",
-        f"Location: {dist.locate_file('')}", f"Requires: {', '.join(requires)}",
-    ]))
-print("\n---\n".join(blocks))
-if full:
-    print("\n$ pip freeze (from package metadata)")
-    for line in sorted(f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions()):
-        print(line)
-"""
+def describe_packages(names: list[str], full: bool = False) -> str:
+    """``pip show``'s main fields from package metadata (and, with ``full``, every installed
+    package as ``name==version``). Self-contained: its source also runs under another interpreter.
+    ``pip show`` itself scans every installed distribution and took 16 s on the shared 2-core machine."""
+    import re
+    from importlib import metadata
+
+    blocks = []
+    for name in names:
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            blocks.append(f"WARNING: Package(s) not found: {name}")
+            continue
+        meta = dist.metadata
+        requires = sorted({m.group(0) for r in (dist.requires or []) if "extra ==" not in r
+                           for m in [re.match(r"[A-Za-z0-9_.-]+", r)] if m})
+        blocks.append("\n".join([
+            f"Name: {meta['Name']}", f"Version: {dist.version}", f"Summary: {meta.get('Summary', '')}",
+            f"Location: {dist.locate_file('')}", f"Requires: {', '.join(requires)}",
+        ]))
+    text = "\n---\n".join(blocks)
+    if full:
+        installed = sorted(f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions())
+        text += "\n\n$ pip freeze (from package metadata)\n" + "\n".join(installed)
+    return text
+
+
+def _packages_of(python: str, full: bool) -> str:
+    """describe_packages() as seen by ``python``: in this process when it is ours (no second
+    interpreter start), else in a subprocess running the function's own source."""
+    if Path(python).resolve() == Path(sys.executable).resolve():
+        return describe_packages(list(PIP_SHOW_PACKAGES), full)
+    source = inspect.getsource(describe_packages)
+    call = f"{source}\nprint(describe_packages({list(PIP_SHOW_PACKAGES)!r}, {full!r}))"
+    return _run([python, "-c", call], timeout=60)[1]
 
 
 def env_text(python: str, root: Path, full: bool = False) -> str:
@@ -105,7 +117,7 @@ def env_text(python: str, root: Path, full: bool = False) -> str:
     sections = []
     _, version = _run([python, "-V"])
     sections.append(f"$ python -V\n{version}")
-    _, shown = _run([python, "-c", _SHOW_SCRIPT, *PIP_SHOW_PACKAGES, "full" if full else "basic"], timeout=60)
+    shown = _packages_of(python, full)
     sections.append(f"$ pip show {' '.join(PIP_SHOW_PACKAGES)} (from package metadata)\n{shown}")
     if shutil.which("lscpu"):
         _, cpu = _run(["lscpu"])

@@ -74,7 +74,7 @@ def zoo(tmp_path_factory) -> tuple[SampleProject, object]:
         project.write(path, source)
         selectors[name] = {"args": [path], **fields}
     project.catalog(selectors)
-    result = project.run("--jobs", "2")
+    result = project.run("--jobs", "2", "--no-history")  # history has its own tests
     return project, result
 
 

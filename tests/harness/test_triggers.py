@@ -142,7 +142,7 @@ def fired(tmp_path_factory):
         {"pr": {"selectors": ["integration", "artifacts_check", "backend_selection", "reassembly_parity", "torch_import"],
                 "budget_s": 0.5}},
     )
-    result = project.run("--jobs", "2")
+    result = project.run("--jobs", "2", "--no-history")  # history has its own tests
     assert result.returncode == 1, result.stderr
     return project, result
 
