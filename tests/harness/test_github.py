@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+from tiny_project import harness_main, make_project
+
 from harness import github
 from harness.report_model import Alert, Gate, GitInfo, HostInfo, RunInfo, RunReport
 
@@ -104,3 +106,20 @@ def test_annotation_text_cannot_inject_workflow_commands(tmp_path: Path) -> None
     assert len(lines) == 1
     assert lines[0].startswith("::error file=tests/torch/test_x.py,title=FAIL-001 (critical)%3A Integration workflow failure::")
     assert "boom%0A::add-mask::oops%0D%0A100%25, title:x" in lines[0]
+
+
+def test_harness_run_writes_the_job_summary_and_annotations_itself(tmp_path: Path, monkeypatch, capsys) -> None:
+    """The run flow's hook: inside Actions a plain `harness run` is all the workflow needs."""
+    step_summary = tmp_path / "step-summary.md"
+    for key, value in {**ACTIONS_ENV, "GITHUB_STEP_SUMMARY": str(step_summary), "TINY_FAIL_INTEGRATION": "1"}.items():
+        monkeypatch.setenv(key, value)
+    catalog = make_project(tmp_path / "project")
+    code = harness_main("run", "--cadence", "pr", "--catalog", str(catalog), "--reports-dir", str(tmp_path / "r"),
+                        "--progress", "none", "--no-history", "--json")
+    captured = capsys.readouterr()
+    assert code == 1
+    run_dir = next((tmp_path / "r").glob("*-pr"))
+    assert step_summary.read_text(encoding="utf-8") == (run_dir / "summary.md").read_text(encoding="utf-8")
+    errors = [line for line in captured.err.splitlines() if line.startswith("::error ")]
+    assert len(errors) == 1 and "PARITY-001" in errors[0] and "file=tests/test_integration.py" in errors[0]
+    assert "::error" not in captured.out  # stdout stays the --json summary
