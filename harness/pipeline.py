@@ -110,6 +110,10 @@ def selector_result(plan: SelectorPlan, outcome: ProcessOutcome, run_dir: RunDir
         missing = problem or (f"pytest wrote no JSON report ({_ended(outcome)})")
         parsed = classify(report, outcome.exit_code, timed_out=outcome.timed_out,
                           interrupted=outcome.interrupted, missing_reason=missing)
+    if parsed.state in _EXPLAIN_FROM_STDERR:
+        last = _last_line(plan.stderr_path) or _last_line(plan.stdout_path)
+        if last:
+            parsed.reason = f"{parsed.reason}: {last}"
     files = SelectorFiles(
         pytest_json=run_dir.relative(plan.json_path) if plan.json_path.exists() else None,
         stdout=run_dir.relative(plan.stdout_path),
@@ -124,6 +128,21 @@ def selector_result(plan: SelectorPlan, outcome: ProcessOutcome, run_dir: RunDir
         session_s=None if parsed.session_s is None else round(parsed.session_s, 3), tests_s=parsed.tests_s,
         counts=parsed.counts, tests=parsed.tests, files=files,
     )
+
+
+_EXPLAIN_FROM_STDERR = {SelectorState.USAGE_ERROR, SelectorState.INTERNAL_ERROR, SelectorState.REPORT_MISSING}
+
+
+def _last_line(path: Path, limit: int = 300) -> str | None:
+    """The last non-empty line of a log (its tail only), to say why pytest gave up."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, 2)
+            handle.seek(max(0, handle.tell() - 8192))
+            lines = [line.strip() for line in handle.read().decode("utf-8", "replace").splitlines() if line.strip()]
+    except OSError:
+        return None
+    return lines[-1][:limit] if lines else None
 
 
 def _ended(outcome: ProcessOutcome) -> str:

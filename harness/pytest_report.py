@@ -272,6 +272,9 @@ def classify(
     elif failed_collectors:
         names = ", ".join(c.nodeid or "<session>" for c in failed_collectors[:3])
         parsed.state, parsed.reason = SelectorState.COLLECTION_ERROR, f"collection failed: {names}"
+    elif report.exitcode in (3, 4):
+        parsed.state = _EXIT_STATES[report.exitcode]
+        parsed.reason = f"pytest exit code {report.exitcode}"
     elif report.exitcode == 5 or (counts.total == 0 and counts.collected - counts.deselected == 0):
         parsed.state, parsed.reason = SelectorState.NO_TESTS, "no tests collected (or all deselected)"
     elif missing_tests > 0 and not failing:

@@ -39,6 +39,9 @@ CASES = {
     "empty": ("tests/test_empty.py", """
         def test_a(): pass
     """, {"args": ["tests/test_empty.py", "-k", "no_such_test"]}),
+    "missing_file": ("tests/test_present.py", """
+        def test_present(): pass
+    """, {"args": ["tests/test_absent.py::test_gone"]}),
     "flaky": ("tests/test_flaky.py", """
         import pathlib
         def test_second_try_passes(tmp_path_factory):
@@ -181,3 +184,11 @@ def test_run_directory_holds_every_selectors_files(zoo):
     flaky_tmp = run_dir / result.selector("flaky")["files"]["basetemp"]
     assert flaky_tmp.is_dir()  # its tmp_path_factory lives in the run directory (test_triggers checks files)
     assert not list((result.reports_dir / ".staging").glob("*.[0-9]*"))
+
+
+def test_a_selector_naming_a_missing_file_is_a_usage_error_that_says_so(zoo):
+    _, result = zoo
+    missing = result.selector("missing_file")
+    assert missing["state"] == "usage_error" and missing["exit_code"] == 4
+    assert "file or directory not found: tests/test_absent.py::test_gone" in missing["reason"]
+    assert [a["trigger"] for a in result.alerts(selector="missing_file")] == ["HARNESS-001"]
