@@ -155,3 +155,23 @@ def test_changed_files_decide_which_selectors_are_mandatory(calibrated, tmp_path
     changes.write_text("docs/readme.md\nsrc/model.py\n")
     ran = project.run("--changed-files", str(changes), "--json")
     assert json.loads(ran.stdout)["selectors"]["integration"]["state"] == "passed"
+
+
+def test_base_ref_uses_the_files_git_says_changed(calibrated):
+    project, _ = calibrated
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.org"]
+    subprocess.run([*git, "init", "-q", "-b", "main"], cwd=project.root, check=True)
+    (project.root / ".gitignore").write_text("reports/\n")
+    subprocess.run([*git, "add", "-A"], cwd=project.root, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "base"], cwd=project.root, check=True)
+    (project.root / "docs").mkdir()
+    (project.root / "docs" / "notes.md").write_text("words\n")
+    subprocess.run([*git, "add", "-A"], cwd=project.root, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "docs only"], cwd=project.root, check=True)
+    skipped = project.run("--base", "HEAD~1", "--json", "--no-history")
+    assert skipped.returncode == 0, skipped.stderr
+    summary = json.loads(skipped.stdout)
+    assert summary["selectors"]["integration"]["state"] == "not_run"
+    assert skipped.report["run"]["changed_files"] == ["docs/notes.md"]
+    bad = project.run("--base", "no-such-ref")
+    assert bad.returncode == 2 and "--base no-such-ref: git diff failed" in bad.stderr
