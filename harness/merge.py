@@ -71,11 +71,20 @@ def find_run_dirs(paths: list[Path]) -> list[Path]:
             raise HarnessError(f"{path}: not a run directory (no report.json) and not a folder of them")
         inside = sorted(p.parent for p in path.rglob("report.json")
                         if not any(part.startswith(".") or part == "shards" for part in p.relative_to(path).parts[:-1]))
+        # In a folder, only shard runs count (a reports folder also holds whole and merged runs).
+        inside = [run for run in inside if _is_shard_report(run / "report.json")]
         if not inside:
-            raise HarnessError(f"{path}: no run directory (report.json) inside")
+            raise HarnessError(f"{path}: no shard run directory (report.json with run.shard) inside")
         found.extend(inside)
     unique = list(dict.fromkeys(p.resolve() for p in found))
     return unique
+
+
+def _is_shard_report(path: Path) -> bool:
+    try:
+        return bool(json.loads(path.read_text(encoding="utf-8")).get("run", {}).get("shard"))
+    except (OSError, ValueError, AttributeError):
+        return True  # let load_shards say what is wrong with it
 
 
 def load_shards(directories: list[Path]) -> list[Shard]:

@@ -138,8 +138,9 @@ def test_three_shards_merged_give_the_unsharded_verdict(tmp_path: Path, monkeypa
         assert code in (0, 1)
         assert not (tmp_path / f"shard{index}" / "history.sqlite").exists()  # the merge records history
     merged_reports = tmp_path / "merged"
-    code = _harness("merge", str(tmp_path / "shard1"), str(tmp_path / "shard2"), str(tmp_path / "shard3"),
-                    "--catalog", str(catalog), "--reports-dir", str(merged_reports))
+    # Run directories named one by one, or a folder holding them (what download-artifact leaves).
+    code = _harness("merge", str(next((tmp_path / "shard1").glob("*-weekly"))), str(tmp_path / "shard2"),
+                    str(tmp_path / "shard3"), "--catalog", str(catalog), "--reports-dir", str(merged_reports))
     assert code == 1
     capsys.readouterr()
 
@@ -170,7 +171,10 @@ def test_three_shards_merged_give_the_unsharded_verdict(tmp_path: Path, monkeypa
     assert _harness("merge", str(tmp_path / "shard1"), str(tmp_path / "shard3"), "--catalog", str(catalog),
                     "--reports-dir", str(tmp_path / "nope")) == 2
     assert "shard 2/3 missing" in capsys.readouterr().err
-    assert _harness("merge", str(tmp_path / "whole"), "--catalog", str(catalog),
-                    "--reports-dir", str(tmp_path / "nope")) == 2
+    whole_run = next((tmp_path / "whole").glob("*-weekly"))
+    assert _harness("merge", str(whole_run), "--catalog", str(catalog), "--reports-dir", str(tmp_path / "nope")) == 2
     assert "is not a shard" in capsys.readouterr().err
+    assert _harness("merge", str(tmp_path / "whole"), "--catalog", str(catalog),
+                    "--reports-dir", str(tmp_path / "nope")) == 2  # a folder of whole runs has no shard in it
+    assert "no shard run directory" in capsys.readouterr().err
     assert not (tmp_path / "nope").exists() or not [p for p in (tmp_path / "nope").iterdir() if p.name[0] != "."]
