@@ -173,6 +173,26 @@ def test_deterministic_for_a_seed(small_scan: Path) -> None:
     assert not np.array_equal(a.object, c.object)
 
 
+def test_positions_off_the_canvas_are_moved_onto_it(small_scan: Path) -> None:
+    """Coordinates centred near zero (as experimental scans often are) reconstruct the same object,
+    placed on a canvas shifted by ``offset``."""
+    raw = RawData.from_file(small_scan)
+    moved = RawData(diffraction=raw.diffraction, probeGuess=raw.probeGuess, xcoords=raw.xcoords - 30, ycoords=raw.ycoords - 30)
+    plain = reconstruct_epie(raw, Budget(iterations=2))
+    shifted = reconstruct_epie(moved, Budget(iterations=2))
+    assert np.all(plain.offset == 0)
+    d_col, d_row = (int(v) for v in (shifted.offset - 30))
+    assert d_col < 0 and d_row < 0  # the canvas starts right where the scan needs it
+    np.testing.assert_allclose(shifted.positions, plain.positions + [d_col, d_row], atol=1e-9)
+    region = scanned_region(shifted.positions, shifted.object.shape)
+    rows, cols = region
+    np.testing.assert_allclose(
+        shifted.object[region],
+        plain.object[rows.start - d_row : rows.stop - d_row, cols.start - d_col : cols.stop - d_col],
+        atol=1e-4,
+    )
+
+
 def test_time_budget_stops_part_way(canonical: RawData) -> None:
     result = reconstruct_epie(canonical, Budget(iterations=10_000, seconds=0.5))
     assert 0 < result.iterations < 10_000
