@@ -7,7 +7,6 @@ Poisson noise over many overlapping updates instead of fitting each pattern exac
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 

@@ -18,6 +18,7 @@ from scipy import ndimage
 from skimage.registration import phase_cross_correlation
 
 from ptycho.evaluation import QualityFigures, Region, evaluate_reconstruction, scanned_region
+from ptycho.iterative.solver import ReconstructionResult
 
 __all__ = ["Registration", "on_grid", "register_to_reference", "compare_to_reference"]
 
@@ -126,7 +127,7 @@ def register_to_reference(
 
 def compare_to_reference(
     recon: np.ndarray,
-    reference: np.ndarray,
+    reference: np.ndarray | ReconstructionResult,
     positions: np.ndarray,
     *,
     margin: float = 0.0,
@@ -134,7 +135,16 @@ def compare_to_reference(
     phase_plane: bool = False,
 ) -> tuple[QualityFigures, Registration]:
     """Quality figures of ``recon`` against ``reference`` (used as the truth) after registration,
-    inside the scanned area: the figure that exists for experimental data."""
+    inside the scanned area: the figure that exists for experimental data.
+
+    ``reference`` may be a :class:`ReconstructionResult`; its object is then taken on ``recon``'s
+    grid in the input positions' frame (its canvas offset undone). ``positions`` are the scan
+    positions as the data give them.
+    """
+    if isinstance(reference, ReconstructionResult):
+        from ptycho.iterative.reference import object_in_input_frame
+
+        reference = object_in_input_frame(reference, np.shape(recon))
     registration = register_to_reference(recon, reference, positions, margin=margin, feature=feature)
     figures = evaluate_reconstruction(registration.aligned, reference, registration.region, phase_plane=phase_plane)
     return figures, registration
