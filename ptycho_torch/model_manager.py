@@ -26,7 +26,15 @@ from ptycho.model_manifest import (
     write_manifest,
 )
 
-__all__ = ["TorchBundle", "save_torch_bundle", "load_torch_bundle", "checkpoint_path_of", "load_lightning_module", "NETWORK_PREFIX"]
+__all__ = [
+    "TorchBundle",
+    "save_torch_bundle",
+    "load_torch_bundle",
+    "checkpoint_path_of",
+    "load_lightning_module",
+    "initial_network",
+    "NETWORK_PREFIX",
+]
 
 NETWORK_PREFIX = "network."
 
@@ -134,3 +142,17 @@ def load_lightning_module(model_path: Path | str, map_location: Any = "cpu"):
     ckpt, _ = checkpoint_path_of(model_path)
     _read_checkpoint(ckpt, map_location)  # the weights-only check before Lightning's own loader
     return PtychoPINN_Lightning.load_from_checkpoint(ckpt, map_location=map_location, weights_only=True)
+
+
+def initial_network(bundle: TorchBundle):
+    """The network as the bundle's training began: same architecture, probe and seed, hence the same
+    initial weights (training seeds torch, then builds the module, which builds the network first).
+    The reference for "did training do anything"."""
+    import torch
+
+    from ptycho_torch.config_bridge import seed_from
+    from ptycho_torch.network import PtychoPINN
+
+    torch.manual_seed(seed_from(bundle.hyper_parameters))
+    network = PtychoPINN(bundle.model_config, bundle.network.physics.probe.detach().cpu().clone())
+    return network.eval()

@@ -77,7 +77,7 @@ def test_plain_torch_bundle_loader_reproduces_predictions_bit_for_bit(tiny_train
         assert torch.equal(trained(x, offsets).amplitude, bundle.network(x, offsets).amplitude)
 
 
-def test_training_changed_the_weights(tiny_trained):
+def test_training_changed_the_weights(tiny_trained):  # noqa: D103
     from ptycho_torch.model import PtychoPINN_Lightning
 
     results, config, execution = tiny_trained
@@ -125,3 +125,18 @@ def test_pickled_objects_are_not_executed(tmp_path, capsys):
     with pytest.raises(ModelArtifactError, match="not a readable torch checkpoint"):
         load_torch_bundle(bad)
     assert "unpickled!" not in capsys.readouterr().out
+
+
+def test_initial_network_reproduces_the_weights_training_started_from(tiny_trained):
+    """``initial_network`` (plain torch) equals the module Lightning built before fitting."""
+    import lightning.pytorch as L
+
+    from ptycho_torch.model import PtychoPINN_Lightning
+    from ptycho_torch.model_manager import initial_network
+
+    results, config, execution = tiny_trained
+    L.seed_everything(execution.seed, verbose=False)
+    started = PtychoPINN_Lightning(**results["hyper_parameters"], probe=results["train_data"].probeGuess).network
+    rebuilt = initial_network(load_torch_bundle(config.output_dir))
+    a, b = started.state_dict(), rebuilt.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
