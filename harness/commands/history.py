@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from harness.commands.common import add_history_options, add_json_option, history_path, positive_int, print_json
+from harness.commands.common import (
+    add_catalog_options,
+    add_history_options,
+    add_json_option,
+    history_path,
+    load_catalog,
+    positive_int,
+    print_json,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,6 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     hosts.add_argument("--host", metavar="KEY", help="only runs of this host key")
     hosts.add_argument("--this-host", action="store_true", help="only runs of this machine's host key")
     add_json_option(parser, "the rows")
+    add_catalog_options(parser, rules=False)
     add_history_options(parser, allow_disable=False)
     parser.set_defaults(handler=handle)
 
@@ -49,7 +58,30 @@ def handle(args: argparse.Namespace) -> int:
         print(f"no recorded runs of {args.selector!r} in {path}")
         return 0
     _print_table(args.selector, rows, baselines)
+    _print_thresholds(args, path)
     return 0
+
+
+def _print_thresholds(args: argparse.Namespace, path) -> None:
+    """The thresholds the next run will apply, so the trend can be read against them."""
+    from harness.environment import host_info
+    from harness.errors import HarnessError
+    from harness.history import HistoryStore
+    from harness.thresholds import resolve_thresholds
+
+    try:
+        selector = load_catalog(args).selectors.get(args.selector)
+    except HarnessError:
+        return
+    if selector is None:
+        return
+    with HistoryStore.open(path, create=False) as store:
+        calibrated = store.baseline(selector.name, host_info().host_key, "runtime")
+    t = resolve_thresholds(selector.runtime, calibrated)
+    parts = [f"{label} {value:g} s" for label, value in
+             (("warning >", t.warning), ("critical >", t.critical), ("suspicious <", t.suspicious)) if value]
+    if parts:
+        print(f"thresholds now ({t.mode}, {selector.runtime.measure} time): {', '.join(parts)}")
 
 
 def _print_table(selector: str, rows: list[dict], baselines: list[dict]) -> None:
@@ -67,7 +99,9 @@ def _print_table(selector: str, rows: list[dict], baselines: list[dict]) -> None
         figures = ", ".join(f"{k}={v:.3g}" for k, v in list(row["figures"].items())[:4])
         table.add_row(row["started_at"][:19].replace("T", " "), row["cadence"], row["state"], runtime, tests,
                       " ".join(row["triggers"]), figures, (row["git_sha"] or "")[:8])
-    console = Console()
+    import sys
+
+    console = Console() if sys.stdout.isatty() else Console(width=160)  # logs and pipes: do not squeeze
     console.print(table)
     runtimes = [row["runtime_s"] for row in rows if row["runtime_s"] is not None]
     if runtimes:
