@@ -195,6 +195,7 @@ def test_nightly_keeps_history_in_immutable_run_id_caches() -> None:
     restore = next(step for step in steps if step.get("uses", "").startswith("actions/cache/restore@"))
     save = next(step for step in steps if step.get("uses", "").startswith("actions/cache/save@"))
     assert "github.run_id" in restore["with"]["key"] and restore["with"]["key"] == save["with"]["key"]
+    assert restore["with"]["path"] == save["with"]["path"]  # the cache version hashes the paths
     assert restore["with"]["restore-keys"].strip() and restore["with"]["key"].startswith(
         restore["with"]["restore-keys"].strip())
     assert save["if"] == "${{ !cancelled() }}"
