@@ -50,6 +50,14 @@ CASES = {
                 marker.write_text("failed once")
                 raise AssertionError("first attempt fails")
     """, {"reruns": 2}),
+    "flaky_strict": ("tests/test_flaky_strict.py", """
+        import pathlib
+        def test_second_try_passes(tmp_path_factory):
+            marker = pathlib.Path(tmp_path_factory.getbasetemp()).parent / "flaky-marker"
+            if not marker.exists():
+                marker.write_text("failed once")
+                raise AssertionError("first attempt fails")
+    """, {"reruns": 1, "args": ["tests/test_flaky_strict.py", "--fail-on-flaky"]}),
     "harness_timeout": ("tests/test_blocked.py", """
         import signal, time
         def test_ignores_alarm():
@@ -192,3 +200,10 @@ def test_a_selector_naming_a_missing_file_is_a_usage_error_that_says_so(zoo):
     assert missing["state"] == "usage_error" and missing["exit_code"] == 4
     assert "file or directory not found: tests/test_absent.py::test_gone" in missing["reason"]
     assert [a["trigger"] for a in result.alerts(selector="missing_file")] == ["HARNESS-001"]
+
+
+def test_fail_on_flaky_exit_7_is_recorded_beside_the_reports_own_exit_code(zoo):
+    _, result = zoo
+    strict = result.selector("flaky_strict")
+    assert strict["state"] == "flaky"
+    assert (strict["exit_code"], strict["report_exitcode"]) == (7, 0)
