@@ -59,3 +59,42 @@ class TestDataloaderFormatAutoTranspose:
         np.savez(path, xcoords=np.arange(3.0))
         with pytest.raises(ValueError, match="nokey.npz: key 'diffraction'"):
             _get_diffraction_stack(path)
+
+
+class TestGroupedDiffractionDataset:
+    def _grouped(self, tiny_npz, gridsize):
+        from ptycho import params
+        from ptycho.config.config import ModelConfig, update_legacy_dict
+        from ptycho.raw_data import RawData, generate_grouped_data
+
+        update_legacy_dict(params.cfg, ModelConfig(N=32, gridsize=gridsize))
+        return generate_grouped_data(RawData.from_file(tiny_npz), n_groups=20, seed=1)
+
+    def test_items_and_batches_carry_x_and_offsets(self, tiny_npz):
+        import torch
+
+        from ptycho_torch.dataloader import GroupedDiffractionDataset, grouped_loader
+
+        grouped = self._grouped(tiny_npz, 2)
+        ds = GroupedDiffractionDataset(grouped)
+        assert len(ds) == 20
+        x, off = ds[3]
+        assert x.shape == (4, 32, 32) and x.dtype == torch.float32 and off.shape == (4, 2) and off.dtype == torch.float64
+        np.testing.assert_array_equal(x.numpy(), grouped.X[3])
+        batches = list(grouped_loader(grouped, batch_size=8, shuffle=False))
+        assert [b[0].shape[0] for b in batches] == [8, 8, 4]  # the last partial batch is kept
+        np.testing.assert_array_equal(torch.cat([b[1] for b in batches]).numpy(), grouped.offsets)
+
+    def test_shuffling_is_seeded(self, tiny_npz):
+        import torch
+
+        from ptycho_torch.dataloader import grouped_loader
+
+        grouped = self._grouped(tiny_npz, 1)
+
+        def order(seed):
+            return torch.cat([b[0][:, 0, 16, 16] for b in grouped_loader(grouped, 4, shuffle=True, seed=seed)])
+
+        assert torch.equal(order(5), order(5))
+        assert not torch.equal(order(5), order(6))
+        assert sorted(order(5).tolist()) == sorted(grouped.X[:, 0, 16, 16].tolist())  # a permutation
