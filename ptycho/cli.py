@@ -28,7 +28,7 @@ import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any, Callable  # noqa: E402
 
-__all__ = ["train_main", "infer_main", "train_parser", "infer_parser", "UsageError"]
+__all__ = ["main", "train_main", "infer_main", "train_parser", "infer_parser", "UsageError"]
 
 BACKENDS = ("tensorflow", "pytorch")
 EPILOG = (
@@ -394,5 +394,15 @@ def infer_main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def main(argv: list[str] | None = None) -> int:
+    """``python -m ptycho.cli {train,infer} ...``: the console scripts without installing them."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    commands = {"train": train_main, "infer": infer_main}
+    if not argv or argv[0] not in commands:
+        print("usage: python -m ptycho.cli {train,infer} [--backend {tensorflow,pytorch}] ... (see --help of each)", file=sys.stderr)
+        return 2
+    return commands[argv[0]](argv[1:])
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(train_main())
+    sys.exit(main())

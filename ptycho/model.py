@@ -149,6 +149,16 @@ def _conv3x3(filters: int, name: str) -> keras.layers.Conv2D:
     )
 
 
+def _max_pool2(x: tf.Tensor) -> tf.Tensor:
+    """2 x 2 max pooling, stride 2, 'valid' (torch ``MaxPool2d(2)``, Keras ``MaxPooling2D(2)``)."""
+    return tf.nn.max_pool2d(x, 2, 2, "VALID")
+
+
+def _upsample2(x: tf.Tensor) -> tf.Tensor:
+    """Nearest-neighbour 2x upsampling of NHWC maps (torch ``Upsample(scale_factor=2)``)."""
+    return tf.repeat(tf.repeat(x, 2, axis=1), 2, axis=2)
+
+
 class NetworkOutput(NamedTuple):
     """Predicted diffraction amplitudes and the object patches behind them, all (B, C, N, N)."""
 
@@ -229,8 +239,6 @@ class PtychoPINN(keras.Model):
         for i, w in enumerate(e):
             for j in (0, 2):
                 self.encoder_convs.append(_conv3x3(w, f"encoder_blocks_{2 * i}_{j}"))
-        self.pool = keras.layers.MaxPooling2D(2, name="maxpool")
-        self.upsample = keras.layers.UpSampling2D(2, interpolation="nearest", name="upsample")
         # decoder_*.levels = [Upsample, ConvBlock] * L -> conv blocks at torch indices 1, 3, 5.
         self.decoder_amp_convs = []
         self.decoder_phase_convs = []
@@ -276,11 +284,11 @@ class PtychoPINN(keras.Model):
             )
         z = tf.transpose(x, [0, 2, 3, 1])
         for i in range(len(self.encoder_convs) // 2):
-            z = self.pool(self._block(z, self.encoder_convs, i))
+            z = _max_pool2(self._block(z, self.encoder_convs, i))
         f_amp, f_phase = z, z
         for i in range(len(self.decoder_amp_convs) // 2):
-            f_amp = self._block(self.upsample(f_amp), self.decoder_amp_convs, i)
-            f_phase = self._block(self.upsample(f_phase), self.decoder_phase_convs, i)
+            f_amp = self._block(_upsample2(f_amp), self.decoder_amp_convs, i)
+            f_phase = self._block(_upsample2(f_phase), self.decoder_phase_convs, i)
         amplitude = tf.transpose(self._activation(self.amp_head(f_amp)), [0, 3, 1, 2])
         phase = tf.transpose(math.pi * tf.tanh(self.phase_head(f_phase)), [0, 3, 1, 2])
         if self.pad:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import weakref
 from pathlib import Path
 from typing import Any, Callable
 
@@ -28,6 +29,7 @@ from ptycho.model import PtychoPINN, build_model, predicted_size, training_loss
 from ptycho.model_manager import load_model, save_model
 from ptycho.physics import poisson_deviance
 from ptycho.raw_data import GroupedData, RawData, generate_grouped_data
+from ptycho.workflows.adam import TorchAdam
 from ptycho.workflows.reconstruction import Reconstruction, canvas_shape_of, stitch_positions
 from ptycho import tf_helper
 
@@ -83,18 +85,18 @@ def _signature(model: PtychoPINN) -> tuple[tf.TensorSpec, tf.TensorSpec]:
     )
 
 
-def _compiled_steps(model: PtychoPINN, optimizer: keras.optimizers.Optimizer, config: TrainingConfig):
+def _compiled_steps(model: PtychoPINN, optimizer: TorchAdam, config: TrainingConfig):
     nll, mae = float(config.nll_weight), float(config.mae_weight)
+    variables = optimizer.variables
 
-    @tf.function(input_signature=_signature(model))
+    @tf.function(input_signature=_signature(model), autograph=False)
     def train_step(x: tf.Tensor, offsets: tf.Tensor) -> tf.Tensor:
         with tf.GradientTape() as tape:
             loss = training_loss(model(x, offsets, training=True).amplitude, x, nll, mae)
-        variables = model.trainable_variables
-        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        optimizer.apply_gradients(tape.gradient(loss, variables))
         return loss
 
-    @tf.function(input_signature=_signature(model))
+    @tf.function(input_signature=_signature(model), autograph=False)
     def eval_step(x: tf.Tensor, offsets: tf.Tensor) -> tf.Tensor:
         return training_loss(model(x, offsets).amplitude, x, nll, mae)
 
@@ -145,8 +147,8 @@ def train_cdi_model(
 
     keras.utils.set_random_seed(seed)
     model = build_model(config.model, train_raw.probeGuess)
-    # docs/architecture.md §6: torch's Adam defaults (Keras' epsilon default is 1e-7).
-    optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate, beta_1=0.9, beta_2=0.999, epsilon=1e-8)
+    # docs/architecture.md §6: torch's Adam (update rule and defaults).
+    optimizer = TorchAdam(model.trainable_variables, learning_rate=config.learning_rate)
     train_step, eval_step = _compiled_steps(model, optimizer, config)
     rng = np.random.default_rng(seed)
     n = train_grouped.X.shape[0]
@@ -190,9 +192,21 @@ def train_cdi_model(
     }
 
 
+_COMPILED: "weakref.WeakKeyDictionary[PtychoPINN, dict[str, Callable]]" = weakref.WeakKeyDictionary()
+
+
+def _compiled(model: PtychoPINN, name: str, build: Callable[[], Callable]) -> Callable:
+    """One traced function per model and purpose, reused across calls (tracing costs seconds)."""
+    functions = _COMPILED.setdefault(model, {})
+    if name not in functions:
+        functions[name] = build()
+    return functions[name]
+
+
 def predict_object_patches(model: PtychoPINN, x: np.ndarray, batch_size: int = PREDICT_BATCH) -> tuple[np.ndarray, np.ndarray]:
     """Object amplitude and phase patches (B, C, N, N) for normalised diffraction ``x`` (B, C, N, N)."""
-    predict = tf.function(model.predict_object, input_signature=[_signature(model)[0]])
+    predict = _compiled(model, "predict_object", lambda: tf.function(
+        model.predict_object, input_signature=[_signature(model)[0]], autograph=False))
     amps, phases = [], []
     for lo in range(0, len(x), batch_size):
         a, p = predict(tf.constant(x[lo : lo + batch_size]))
@@ -203,7 +217,8 @@ def predict_object_patches(model: PtychoPINN, x: np.ndarray, batch_size: int = P
 
 def predict_diffraction(model: PtychoPINN, x: np.ndarray, offsets: np.ndarray, batch_size: int = PREDICT_BATCH) -> np.ndarray:
     """Predicted normalised diffraction amplitudes ``A_hat`` (B, C, N, N) through the physics layer."""
-    forward = tf.function(lambda xb, ob: model(xb, ob).amplitude, input_signature=_signature(model))
+    forward = _compiled(model, "predict_diffraction", lambda: tf.function(
+        lambda xb, ob: model(xb, ob).amplitude, input_signature=_signature(model), autograph=False))
     out = []
     for lo in range(0, len(x), batch_size):
         out.append(forward(tf.constant(x[lo : lo + batch_size]), tf.constant(offsets[lo : lo + batch_size], tf.float64)).numpy())
