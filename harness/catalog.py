@@ -62,6 +62,9 @@ class ArtifactSpec(StrictModel):
     png_properties: tuple[str, ...] = ()
     png_shape_property: str | None = None
     min_png_bytes: int = Field(default=1024, ge=0)
+    # issue 7: optional artifacts (brief §3.1 train_debug.log, debug mode only), looked for beside the
+    # recorded PNGs (the test's output_dir): reported when present, never an alert when absent.
+    optional_files: tuple[str, ...] = ()
 
 
 class FigureSpec(StrictModel):
@@ -139,6 +142,34 @@ class Cadence(StrictModel):
         return value
 
 
+# --- issue 7 (`harness prune`): how long each kind of evidence is kept (brief §3.2) -------------
+MIN_REGRESSION_DAYS = 90  # brief §3.2: keep regression evidence for >= 3 months
+
+
+class RetentionSpec(StrictModel):
+    """``[retention]``: what `harness prune` may remove, by kind of evidence.
+
+    Regression evidence (report directories and the history rows of their runs, superseded
+    baselines) is kept at least 90 days; the alert delivery log (delivered messages, events,
+    ended silences) for ``delivery_log_days``; escalation evidence (``plans/active/*/reports/*/
+    escalation/``) forever. Whatever the age, prune keeps each selector's latest result, last
+    passing and last known-good run, open alerts and the current baselines.
+    """
+
+    regression_evidence_days: int = MIN_REGRESSION_DAYS
+    delivery_log_days: int = Field(default=90, ge=1)
+    escalation_evidence: Literal["forever"] = "forever"
+
+    @field_validator("regression_evidence_days")
+    @classmethod
+    def _at_least_three_months(cls, value: int) -> int:
+        if value < MIN_REGRESSION_DAYS:
+            raise ValueError(f"must be at least {MIN_REGRESSION_DAYS} (brief §3.2: keep regression evidence "
+                             f"for >= 3 months), got {value}")
+        return value
+# --- end issue 7 ----------------------------------------------------------------------------------
+
+
 class Catalog(StrictModel):
     """The whole catalog file, with the root its selectors run in."""
 
@@ -150,6 +181,7 @@ class Catalog(StrictModel):
     pytest_args: tuple[str, ...] = ()
     selectors: dict[str, Selector]
     cadences: dict[str, Cadence]
+    retention: RetentionSpec = RetentionSpec()  # issue 7: `harness prune`
 
     @model_validator(mode="after")
     def _references(self) -> Catalog:

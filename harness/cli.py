@@ -31,6 +31,8 @@ COMMAND_MODULES = (
     "harness.commands.dashboard",  # issue 8: reports/index.html
     "harness.commands.serve",  # issue 8: cron schedules + dashboard over HTTP
     "harness.commands.merge",  # issue 8: shard run directories -> one verdict
+    "harness.commands.doctor",  # issue 7: the brief's handoff checklist (§7) as checks
+    "harness.commands.prune",  # issue 7: evidence retention (brief §3.2)
 )
 
 EXIT_USAGE = 2

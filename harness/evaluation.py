@@ -170,7 +170,33 @@ def check_artifacts(result: SelectorResult, selector: Selector, cwd: Path, displ
                 found = artifacts.inspect_png(path, spec.min_png_bytes, expected)
             checks.append(ArtifactCheck(kind=kind, property=prop, nodeid=test.nodeid, path=display(path),
                                         ok=found.ok, size_bytes=found.size_bytes, detail=found.detail))
+    checks.extend(_optional_artifacts(spec.optional_files, spec.png_properties, tests, cwd, display))  # issue 7
     return checks, notes
+
+
+# -- issue 7: optional artifacts (brief §3.1 train_debug.log) ---------------------------------------
+
+
+def _optional_artifacts(names: tuple[str, ...], beside: tuple[str, ...], tests: list[TestRecord], cwd: Path,
+                        display: Callable[[Path], str]) -> list[ArtifactCheck]:
+    """Optional files found beside the recorded PNGs (the test's output_dir): reported when there,
+    nothing at all when absent (no check, no note, so no rule can fire on it)."""
+    checks: list[ArtifactCheck] = []
+    for test in tests:
+        folders = dict.fromkeys(_resolve_artifact(test.user_properties[p], cwd).parent
+                                for p in beside if p in test.user_properties)
+        for folder in folders:
+            for name in names:
+                path = folder / name
+                if not path.is_file():
+                    continue
+                size = path.stat().st_size
+                checks.append(ArtifactCheck(
+                    kind="optional", property=name, nodeid=test.nodeid, path=display(path), ok=size > 0,
+                    size_bytes=size, detail=f"optional artifact present, {size} bytes" if size else "optional artifact present but empty",
+                ))
+    return checks
+# -- end issue 7 -------------------------------------------------------------------------------------
 
 
 # -- the engine ----------------------------------------------------------------------------

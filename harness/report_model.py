@@ -93,7 +93,7 @@ class Counts(Model):
 class ArtifactCheck(Model):
     """One artifact the rules looked at (ARTIF-001/002), with what was found."""
 
-    kind: Literal["checkpoint", "png"]
+    kind: Literal["checkpoint", "png", "optional"]  # issue 7: "optional" = train_debug.log, reported when present
     property: str
     nodeid: str
     path: str | None
