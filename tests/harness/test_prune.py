@@ -302,3 +302,15 @@ def test_the_shipped_catalog_keeps_regression_evidence_three_months():
 
     retention = load_catalog(DEFAULT_CATALOG).retention
     assert retention.regression_evidence_days >= 90 and retention.escalation_evidence == "forever"
+
+
+def test_the_nightly_workflow_prunes_before_it_saves_the_history():
+    import yaml
+
+    workflow = Path(__file__).resolve().parents[2] / ".github" / "workflows" / "nightly.yml"
+    steps = yaml.safe_load(workflow.read_text())["jobs"]["nightly"]["steps"]
+    runs = [step.get("run", "").strip() for step in steps]
+    prune_at = runs.index("harness prune")
+    save_at = next(i for i, step in enumerate(steps) if step.get("uses", "").startswith("actions/cache/save@"))
+    assert runs.index("harness run --cadence nightly") < prune_at < save_at
+    assert steps[prune_at]["if"] == "${{ !cancelled() }}"  # a failed gate still prunes
