@@ -279,14 +279,16 @@ def print_dose(dose: float, trajs_a: list[Trajectory], trajs_b: list[Trajectory]
           f"training + inference {n.train_seconds + n.inference_seconds_a:.1f}s")
     for tr in trajs_a:
         t = tr.time_to(n.amplitude_ssim_a)
-        print(f"    {tr.label:30s} matches its amplitude SSIM after {_fmt_time(t)}")
+        print(f"    {tr.label:30s} " + ("never matches its amplitude SSIM" if t is None else f"matches its amplitude SSIM after {t:.1f}s"))
     print(f"  scan B (amortised): inference {n.inference_seconds_b:.2f}s (network forward {n.forward_seconds_b:.2f}s), "
           f"SSIM {n.amplitude_ssim_b:.2f}/{n.phase_ssim_b:.2f} vs truth, "
           f"{n.vs_reference_amplitude_ssim_b:.2f}/{n.vs_reference_phase_ssim_b:.2f} vs the iterative reference ({n.reference_label}, registered)")
     for tr in trajs_b:
         t = tr.time_to(n.amplitude_ssim_b)
-        ratio = "" if t is None else f" = {t / n.inference_seconds_b:.2g}x the network's inference"
-        print(f"    {tr.label:30s} matches its amplitude SSIM after {_fmt_time(t)}{ratio}")
+        if t is None:
+            print(f"    {tr.label:30s} never matches its amplitude SSIM")
+        else:
+            print(f"    {tr.label:30s} matches its amplitude SSIM after {t:.1f}s = {t / n.inference_seconds_b:.2g}x the network's inference")
 
 
 def _jsonable(traj: Trajectory) -> dict[str, Any]:
