@@ -480,7 +480,7 @@ def config_check(catalog: Catalog | None, run: SelectorRun | None, why_not: str 
         return Check("config_001", title, True, SKIPPED,
                      f"the catalog {catalog.path} has no selector {CONFIG_SYNC!r} to run the dispatcher's CONFIG-001 "
                      f"test ({CONFIG_SYNC_TEST})",
-                     f"add [selectors.{CONFIG_SYNC}] running that test (docs/guide.md#doctor)")
+                     f"add [selectors.{CONFIG_SYNC}] running that test (docs/guide.md#doctor-the-handoff-checklist-in-one-command)")
     selector = catalog.selectors[CONFIG_SYNC]
     if run is None:
         return Check("config_001", title, True, UNKNOWN, why_not or "not run", f"harness run --cadence manual --selector {CONFIG_SYNC}")

@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "environment and the webhook variables alerts/routes.yaml names (names only), and the history "
         "database's health. A check that cannot run says why (unknown / skipped).",
         epilog="Exit codes: 0 every required check holds (pass, warn or info); 1 some required check failed or "
-        "could not tell; 2 usage error; 130 interrupted. See docs/guide.md#doctor.",
+        "could not tell; 2 usage error; 130 interrupted. See docs/guide.md#doctor-the-handoff-checklist-in-one-command.",
     )
     parser.add_argument("--run", action="store_true",
                         help="run the integration and backend selection selectors now instead of reading history")
