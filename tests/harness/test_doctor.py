@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_history_postgres import pg_url, postgres_server  # noqa: F401 - pytest fixtures (a throwaway server)
 from tiny_project import harness_main, make_project
 
 from harness import doctor
@@ -240,6 +241,17 @@ def test_history_health_and_schema_version(tmp_path):
     db.commit()
     db.close()
     assert doctor.history_check(newer, fix=False).status == "fail"
+
+
+def test_history_on_postgresql_is_checked_and_migrated_with_fix(pg_url):  # noqa: F811
+    from harness.history_backend import HistoryURL
+
+    url = HistoryURL(pg_url)
+    empty = doctor.history_check(url, fix=False)
+    assert empty.status == "warn" and "schema version 0" in empty.evidence and "integrity_check is SQLite's" in empty.evidence
+    fixed = doctor.history_check(url, fix=True)
+    assert fixed.status == "pass" and f"migrated to {latest_version()}" in fixed.evidence
+    assert doctor.history_check(url, fix=False).status == "pass"
 
 
 def test_cpu_only_requires_the_integration_selector_pinned(project, tmp_path):

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from test_history_postgres import pg_url, postgres_server  # noqa: F401 - pytest fixtures (a throwaway server)
 from tiny_project import harness_main
 
 from harness.alert_state import AlertStore
@@ -107,8 +108,11 @@ REMOVED = {"R2", "R4"}
 @pytest.fixture
 def aged(tmp_path: Path):
     """reports/ with an aged history.sqlite and run directories, plus what was there before."""
-    reports = tmp_path / "reports"
-    history = reports / "history.sqlite"
+    return build_aged(tmp_path / "reports", tmp_path / "reports" / "history.sqlite")
+
+
+def build_aged(reports: Path, history) -> dict:
+    """The aged history (SQLite path or PostgreSQL URL) and report directories of RUNS."""
     with HistoryStore.open(history) as store:
         for name, (days, cadence, selectors, alerts) in RUNS.items():
             with store.recording(report(days, cadence, selectors, alerts)):
@@ -164,19 +168,21 @@ def _run_dir(path: Path, size: int) -> Path:
 
 
 def _state(store_or_path) -> dict:
-    db = store_or_path.db if isinstance(store_or_path, HistoryStore) else sqlite3.connect(store_or_path)
-    def rows(sql):
-        return sorted(tuple(r) for r in db.execute(sql).fetchall())
+    if not isinstance(store_or_path, HistoryStore):
+        with HistoryStore.open(store_or_path, create=False) as store:
+            return _state(store)
+    db = store_or_path.db
+
     return {
         "runs": {row[0] for row in db.execute("SELECT run_key FROM runs")},
         "alert_state": {row[0]: (row[1], row[2]) for row in db.execute("SELECT fingerprint, status, trigger_id FROM alert_state")},
-        "baselines": rows("SELECT selector, value FROM baselines"),
+        "baselines": sorted((row[0], float(row[1])) for row in db.execute("SELECT selector, value FROM baselines")),
         "outbox": {row[0] for row in db.execute("SELECT message_id FROM alert_outbox")},
-        "events": {tuple(row) for row in db.execute("SELECT event, message_id FROM alert_events")},
+        "events": {(row[0], row[1]) for row in db.execute("SELECT event, message_id FROM alert_events")},
         "notifications": {row[0] for row in db.execute("SELECT fingerprint FROM alert_notifications")},
         "dispatches": {row[0] for row in db.execute("SELECT run_key FROM alert_dispatches")},
         "silences": {row[0] for row in db.execute("SELECT reason FROM alert_silences")},
-        "counts": {table: db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+        "counts": {table: int(db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
                    for table in ("selector_results", "test_results", "alerts")},
     }
 
@@ -195,6 +201,20 @@ def test_dry_run_reports_the_plan_and_changes_nothing(aged):
 
 
 def test_prune_removes_exactly_the_unprotected_old_evidence(aged):
+    assert_exact_prune(aged)
+
+    db = sqlite3.connect(aged["history"])
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert db.execute("PRAGMA foreign_key_check").fetchall() == []
+
+
+def test_prune_on_a_postgresql_history(tmp_path, pg_url):  # noqa: F811 - the fixture of test_history_postgres
+    from harness.history_backend import HistoryURL
+
+    assert_exact_prune(build_aged(tmp_path / "reports", HistoryURL(pg_url)))
+
+
+def assert_exact_prune(aged: dict) -> None:
     before = aged["before"]
     result = prune(aged["reports"], aged["history"], RetentionSpec(), now=NOW)
     after = _state(aged["history"])
@@ -241,15 +261,13 @@ def test_prune_removes_exactly_the_unprotected_old_evidence(aged):
     remaining = {p.name for p in aged["reports"].iterdir()}
     assert not (_keys(REMOVED) | {aged["orphan"].name}) & remaining
     assert _keys(set(RUNS) - REMOVED) <= remaining
-    assert {aged["recent_orphan"].name, aged["escalated"].name, "notes", "index.html", "history.sqlite"} <= remaining
+    assert {aged["recent_orphan"].name, aged["escalated"].name, "notes", "index.html"} <= remaining
     assert (aged["escalated"] / "escalation" / "document.md").read_text() == "kept forever"
     assert any(d.name == aged["escalated"].name and "escalation" in d.reason for d in result.kept_dirs)
     assert not any((aged["reports"] / ".staging").iterdir())  # nothing left half-deleted
 
-    db = sqlite3.connect(aged["history"])
-    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    assert db.execute("PRAGMA foreign_key_check").fetchall() == []
-    assert result.history_bytes_after <= result.history_bytes_before
+    if result.history_bytes_before is not None:  # SQLite: the file shrank (VACUUM) or stayed
+        assert result.history_bytes_after <= result.history_bytes_before
 
     again = prune(aged["reports"], aged["history"], RetentionSpec(), now=NOW)  # idempotent
     assert again.removed_dirs == [] and not any(again.history_rows.values())
