@@ -34,6 +34,22 @@ def params_cfg_snapshot():
     params.cfg.update(saved)
 
 
+@pytest.fixture(autouse=True)
+def no_module_stand_ins_left_behind():
+    """A test may serve stand-in modules for the project's packages (the backend-selection suite
+    does, through an import hook); none may outlive it, or later tests import the stand-in
+    instead of the real module ("cannot import name ... (unknown location)")."""
+    before = {n for n in sys.modules if n.startswith("ptycho")}
+    yield
+    for name in [n for n in sys.modules if n.startswith("ptycho") and n not in before]:
+        module = sys.modules[name]
+        if module is not None and getattr(module, "__file__", None) is None and getattr(module, "__path__", None) is None:
+            del sys.modules[name]
+            parent, _, child = name.rpartition(".")
+            if parent in sys.modules and getattr(sys.modules[parent], child, None) is module:
+                delattr(sys.modules[parent], child)
+
+
 @pytest.fixture(scope="session")
 def canonical_npz() -> Path:
     """The canonical fixture: 1087 positions, 64 x 64 patterns, 272 x 272 object."""
