@@ -72,6 +72,7 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--devices", type=int, default=1, help="number of devices/processes (default 1; tensorflow: 1 only)")
     p.add_argument("--strategy", default="auto", help="auto (default), ddp or ddp_spawn (pytorch only)")
     p.add_argument("--seed", type=int, default=42, help="seed of weights, subset and data order (default 42)")
+    p.add_argument("--num_threads", type=int, default=1, help="CPU threads for training (default 1; 0: the backend's default)")
     p.add_argument("--val_images", type=int, default=64, help="validation groups per epoch from --test_data_file (default 64; 0: none)")
     p.add_argument("--csv_logger", action="store_true", help="log per-epoch metrics to {output_dir}/logs as CSV")
     p.add_argument("--progress", choices=("auto", "on", "off"), default="auto", help="progress (auto: only on a terminal)")
@@ -95,6 +96,7 @@ def infer_parser() -> argparse.ArgumentParser:
     p.add_argument("--accelerator", default="cpu", help="cpu (default), cuda/gpu, or auto (a visible GPU, else cpu)")
     p.add_argument("--batch_size", type=int, default=256, help="groups per forward pass (default 256)")
     p.add_argument("--seed", type=int, default=0, help="seed of the subset selection (default 0)")
+    p.add_argument("--num_threads", type=int, default=1, help="CPU threads (default 1; 0: the backend's default)")
     p.add_argument("--flip_x", action="store_true", help="mirror the scan positions along x")
     p.add_argument("--flip_y", action="store_true", help="mirror the scan positions along y")
     p.add_argument("--transpose", action="store_true", help="transpose every predicted patch before stitching")
@@ -142,6 +144,17 @@ def _tensorflow_device(accelerator: str) -> str:
     )
 
 
+def _tensorflow_threads(count: int) -> None:
+    """``--num_threads``: TensorFlow's intra- and inter-op pools (before its runtime starts; 0 keeps
+    TensorFlow's default of every core). One thread by default, as the torch CLIs: on a shared
+    machine more threads mostly contend."""
+    import tensorflow as tf
+
+    if count:
+        tf.config.threading.set_intra_op_parallelism_threads(count)
+        tf.config.threading.set_inter_op_parallelism_threads(count)
+
+
 def _show_progress(choice: str) -> bool:
     if choice != "auto":
         return choice == "on"
@@ -181,7 +194,7 @@ def _train_preflight(args: argparse.Namespace) -> Any:
         raise UsageError(f"--devices: invalid value {args.devices} for the tensorflow backend; expected 1 (use --backend pytorch for multi-device training)")
     if args.strategy != "auto":
         raise UsageError(f"--strategy: {args.strategy!r} is a pytorch-backend option; the tensorflow backend trains on one device")
-    for name in ("seed", "val_images"):
+    for name in ("seed", "val_images", "num_threads"):
         if getattr(args, name) < 0:
             raise UsageError(f"--{name}: invalid value {getattr(args, name)}; expected an integer >= 0")
     if args.accelerator not in ("cpu", "cuda", "gpu", "auto"):
@@ -213,6 +226,7 @@ def _train_tensorflow(args: argparse.Namespace) -> dict[str, Any]:
     from ptycho.workflows import components
 
     timings["imports"] = time.perf_counter() - t
+    _tensorflow_threads(args.num_threads)
     device = _tensorflow_device(args.accelerator)
     t = time.perf_counter()
     train_raw = RawData.from_file(args.train_data_file)
@@ -294,8 +308,9 @@ def _infer_preflight(args: argparse.Namespace) -> None:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise UsageError(f"--{name}: invalid value {value}; expected an integer >= 1")
-    if args.seed < 0:
-        raise UsageError(f"--seed: invalid value {args.seed}; expected an integer >= 0")
+    for name in ("seed", "num_threads"):
+        if getattr(args, name) < 0:
+            raise UsageError(f"--{name}: invalid value {getattr(args, name)}; expected an integer >= 0")
     if not args.model_path.exists():
         raise UsageError(f"--model_path: {args.model_path}: no such file or directory")
     npz_headers(args.test_data)  # DataContractError names the file when it is missing or not an NPZ
@@ -321,6 +336,7 @@ def _infer_tensorflow(args: argparse.Namespace) -> dict[str, Any]:
     from ptycho.workflows.reconstruction import write_reconstruction
 
     timings["imports"] = time.perf_counter() - t
+    _tensorflow_threads(args.num_threads)
     device = _tensorflow_device(args.accelerator)
     with tf.device(device):
         t = time.perf_counter()

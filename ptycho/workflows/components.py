@@ -45,6 +45,7 @@ __all__ = [
     "run_cdi_example",
     "save_trained_model",
     "load_inference_bundle",
+    "initial_model",
 ]
 
 log = logging.getLogger(__name__)
@@ -346,3 +347,14 @@ def load_inference_bundle(bundle_dir: Path | str) -> tuple[PtychoPINN, dict[str,
     saved["model_config"] = model.cfg
     saved["manifest"] = manifest
     return model, saved
+
+
+def initial_model(model: PtychoPINN, manifest: dict[str, Any]) -> PtychoPINN:
+    """The model as its training began: same architecture, probe and seed (saved in the manifest),
+    hence the same initial weights, since training seeds Keras and then builds the model. The
+    reference for "did training do anything"."""
+    seed = int(manifest.get("seed", DEFAULT_SEED))
+    probe = model.physics.probe.numpy()
+    keras.utils.set_random_seed(seed)
+    return build_model(model.cfg, probe)
+
