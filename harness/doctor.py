@@ -195,6 +195,10 @@ def _parse_time(text: str | None) -> datetime | None:
         return None
 
 
+def _secs(value: float | None) -> str:
+    return "-" if value is None else f"{value:g} s"
+
+
 def _cmd(python: str) -> str:
     return "pip" if Path(python).resolve() == Path(sys.executable).resolve() else f"{python} -m pip"
 
@@ -538,12 +542,9 @@ def guardrails_check(catalog: Catalog | None, rules: RuleSet | None) -> Check:
                                             ("suspicious_below_s", spec.suspicious_below_s)) if value is None]
         if missing and spec.mode == "absolute":
             notes.append(f"{INTEGRATION} has no {', '.join(missing)}")
-        def secs(value: float | None) -> str:
-            return "-" if value is None else f"{value:g} s"
-
-        summary = (f"{INTEGRATION}: hard limit {secs(spec.critical_s)} (RT-001), warning {secs(spec.warning_s)} x3 runs "
-                   f"(RT-002), suspicious < {secs(spec.suspicious_below_s)} (RT-003), baseline "
-                   f"{secs(spec.baseline_s)}, mode {spec.mode}; ")
+        summary = (f"{INTEGRATION}: hard limit {_secs(spec.critical_s)} (RT-001), warning {_secs(spec.warning_s)} "
+                   f"x3 runs (RT-002), suspicious < {_secs(spec.suspicious_below_s)} (RT-003), baseline "
+                   f"{_secs(spec.baseline_s)}, mode {spec.mode}; ")
     ids = {t.id for t in rules.triggers}
     absent = [t for t in BRIEF_TRIGGERS if t not in ids]
     if absent:
@@ -623,7 +624,9 @@ def webhooks_check(routes_path: Path, environ: dict[str, str]) -> Check:
     parts = [f"{routes.path}: {len(routes.sinks)} sink(s)", f"set: {', '.join(present) or 'none'}",
              f"missing: {', '.join(missing) or 'none'}"]
     details = {"routes": str(routes.path), "set": present, "missing": missing}
-    if environ.get("HARNESS_NOTIFY", "").lower() in ("off", "0", "false", "no"):
+    from harness.alerting import notifications_disabled
+
+    if notifications_disabled(environ):
         return Check("webhooks", title, True, WARN, "; ".join(parts) + "; HARNESS_NOTIFY=off: nothing is sent",
                      "unset HARNESS_NOTIFY to deliver alerts", details)
     if missing:
