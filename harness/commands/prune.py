@@ -43,7 +43,15 @@ def handle(args: argparse.Namespace) -> int:
     from harness.retention import prune
 
     catalog = load_catalog(args)
-    result = prune(reports_dir(args), history_path(args), catalog.retention, dry_run=args.dry_run)
+    folder, history = reports_dir(args), history_path(args)
+    result = prune(folder, history, catalog.retention, dry_run=args.dry_run)
+    if not result.dry_run and (result.removed_dirs or any(result.history_rows.values())) \
+            and (folder / "index.html").exists():
+        from harness.dashboard import refresh_after_run
+
+        problem = refresh_after_run(folder, history, catalog)  # no links to removed runs
+        if problem:
+            result.warnings.append(problem)
     if args.json:
         print_json(result.to_json())
     else:

@@ -299,6 +299,8 @@ def test_the_command_prints_what_it_removed_and_the_space_freed(aged, tmp_path, 
     out = capsys.readouterr().out
     assert "regression evidence 120 days" in out and "freed" in out and "history rows removed:" in out
     assert not aged["orphan"].exists() and aged["escalated"].is_dir()
+    dashboard = (aged["reports"] / "index.html").read_text()
+    assert dashboard != "<html></html>" and key(180, "pr") not in dashboard  # rebuilt without the removed runs
 
 
 @pytest.mark.parametrize("body, message", [
