@@ -7,6 +7,7 @@ report and its history rows, or (killed) neither.
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
 import threading
@@ -145,6 +146,17 @@ def _last_line(path: Path, limit: int = 300) -> str | None:
     return lines[-1][:limit] if lines else None
 
 
+def as_published(report: RunReport, run_dir: RunDirectory) -> RunReport:
+    """The report with every path into the staging folder (recorded artifact paths, messages,
+    argv) pointing where the run directory will be once published. Artifacts were inspected
+    before this, while they were still in staging."""
+    staging, final = json.dumps(str(run_dir.staging))[1:-1], json.dumps(str(run_dir.final))[1:-1]
+    text = report.to_json()
+    if staging not in text:
+        return report
+    return RunReport.model_validate_json(text.replace(staging, final))
+
+
 def _ended(outcome: ProcessOutcome) -> str:
     if outcome.signal:
         return f"the process was killed by {outcome.signal}"
@@ -246,6 +258,7 @@ def execute(request: RunRequest) -> RunOutcome:
                     alerts=alerts,
                     notes=list(dict.fromkeys(ctx.notes)),
                 )
+                report = as_published(report, run_dir)
                 if store is None:
                     report.notes.append("history disabled (--no-history): RT-002 and calibrated baselines not consulted")
                     warnings.extend(write_reports(report, run_dir.staging))

@@ -28,6 +28,12 @@ def md_cell(value: object, limit: int = 300) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|").replace("`", "ʼ")
 
 
+def md_text(value: object) -> str:
+    """Untrusted text in a Markdown paragraph or list item: markup escaped, code spans kept."""
+    text = "" if value is None else str(value)
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def seconds(value: float | None) -> str:
     return "–" if value is None else f"{value:.1f} s"
 
@@ -47,6 +53,7 @@ def _environment(autoescape: bool):
         keep_trailing_newline=True,
     )
     env.filters["md"] = md_cell
+    env.filters["md_text"] = md_text
     env.filters["seconds"] = seconds
     env.globals["severity_icon"] = lambda s: _SEVERITY_ICON.get(s, "")
     env.globals["state_icon"] = lambda s: _STATE_ICON.get(str(s), "❌")

@@ -7,10 +7,12 @@ suite; another selector; a ``tests/torch/`` module without torch; and a tiny cad
 
 from __future__ import annotations
 
+import json
 import pickle
 import subprocess
 import sys
 from collections import OrderedDict
+from pathlib import Path
 
 import pytest
 from sample_projects import SampleProject, checkpoint_bytes, png_bytes
@@ -203,6 +205,9 @@ def test_good_artifacts_pass_and_are_reported_relative_to_the_run(fired):
     assert "hyper_parameters: data_config, inference_config, model_config, training_config" == ckpt["detail"]
     assert ckpt["path"].startswith("selectors/integration/tmp/")
     assert (result.run_dirs[-1] / ckpt["path"]).is_file()  # the artifact survived in the run directory
+    test = next(t for t in result.selector("integration")["tests"] if t["nodeid"].endswith("save_load_infer"))
+    assert Path(test["user_properties"]["checkpoint_path"]).is_file()  # recorded paths point to the published run
+    assert ".staging" not in json.dumps(result.report)
 
 
 def test_artifact_triggers(fired):
@@ -250,8 +255,6 @@ def test_evaluate_applies_the_rules_to_a_report_from_elsewhere(fired):
     pytest_json = result.run_dirs[-1] / result.selector("backend_selection")["files"]["pytest_json"]
     done = project.harness("evaluate", str(pytest_json), "--selector", "backend_selection", "--runtime", "95", "--json")
     assert done.returncode == 1, done.stderr
-    import json
-
     verdict = json.loads(done.stdout)
     assert verdict["state"] == "failed"
     assert {a["trigger"] for a in verdict["alerts"]} == {"RT-001", "FAIL-002"}
