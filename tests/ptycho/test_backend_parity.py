@@ -19,6 +19,9 @@ from ptycho.raw_data import RawData, generate_grouped_data  # noqa: E402
 from ptycho_torch.model import training_loss as torch_training_loss  # noqa: E402
 from ptycho_torch.network import PtychoPINN as TorchPtychoPINN  # noqa: E402
 
+# Keras' Variable.numpy() trips numpy 2's __array__ copy-keyword deprecation; not ours to fix.
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
+
 TOL = 1e-4
 BATCH = 8
 

@@ -18,6 +18,9 @@ import pytest
 from ptycho.config.config import ModelConfig, TrainingConfig
 from ptycho.simulate import CanonicalSpec, simulate_spec
 
+# Keras' Variable.numpy() trips numpy 2's __array__ copy-keyword deprecation; not ours to fix.
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
+
 REPO = Path(__file__).resolve().parents[2]
 TINY = CanonicalSpec(seed=5, n=32, grid=8, count=64, step=4.0, jitter=0.3, nphotons=1e6, object_kind="mixed")
 
