@@ -228,7 +228,10 @@ def reconstruct(
     timings = timings if timings is not None else {}
     t = time.perf_counter()
     cfg = network.cfg
-    grouped = generate_grouped_data(raw, n_groups=n_images, seed=seed)
+    try:
+        grouped = generate_grouped_data(raw, n_groups=n_images, seed=seed)
+    except ValueError as exc:  # too few positions for the model's gridsize, N mismatch
+        raise UsageError(f"{raw.source or 'data'}: {exc}") from None
     timings["grouping"] = time.perf_counter() - t
     t = time.perf_counter()
     amp, phase, predicted = predict_object_patches(

@@ -155,7 +155,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     train_raw = RawData.from_file(args.train_data_file)
     test_raw = RawData.from_file(args.test_data_file) if args.test_data_file else None
     timings["data"] = time.perf_counter() - t
-    results = components.train_cdi_model_torch(train_raw, test_raw, config, execution)
+    try:
+        results = components.train_cdi_model_torch(train_raw, test_raw, config, execution)
+    except components.GroupingError as exc:
+        raise UsageError(str(exc)) from None
     timings["data"] += results["timings"].pop("grouping")
     timings.update(results["timings"])
     trainer = results["trainer"]

@@ -35,6 +35,7 @@ __all__ = [
     "TorchExecution",
     "ensure_raw_data",
     "group_for_training",
+    "GroupingError",
     "_train_with_lightning",
     "train_cdi_model_torch",
     "_reassemble_cdi_image_torch",
@@ -108,15 +109,22 @@ def ensure_raw_data(data: RawData | Path | str | None, what: str) -> RawData | N
     raise TypeError(f"{what}: expected RawData or a path to an NPZ file, got {type(data).__name__}")
 
 
+class GroupingError(ValueError):
+    """The scan cannot be grouped as configured (too few positions, pattern size mismatch)."""
+
+
 def group_for_training(raw: RawData, config: TrainingConfig, n_groups: int | None = None, seed: int | None = None) -> GroupedData:
     """CONFIG-001 grouping: sync ``params.cfg`` first, then group with its N and gridsize."""
     update_legacy_dict(params.cfg, config)
-    return generate_grouped_data(
-        raw,
-        n_groups=config.n_groups if n_groups is None else n_groups,
-        neighbor_count=config.neighbor_count,
-        seed=config.subsample_seed if seed is None else seed,
-    )
+    try:
+        return generate_grouped_data(
+            raw,
+            n_groups=config.n_groups if n_groups is None else n_groups,
+            neighbor_count=config.neighbor_count,
+            seed=config.subsample_seed if seed is None else seed,
+        )
+    except ValueError as exc:
+        raise GroupingError(f"{raw.source or 'data'}: {exc}") from None
 
 
 def _callbacks_module():

@@ -121,3 +121,15 @@ def test_help_exits_0_and_documents_exit_codes(module, cli_env, python_exe):
     proc = subprocess.run([python_exe, "-m", module, "--help"], capture_output=True, text=True, env=cli_env(), timeout=120)
     assert proc.returncode == 0
     assert "Exit codes" in proc.stdout and "--accelerator" in proc.stdout
+
+
+def test_a_scan_too_small_for_the_gridsize_is_a_user_error(tiny_trained, tmp_path, capsys):
+    """A gridsize-2 model needs at least 4 positions per group: one line, exit 2, from both CLIs."""
+    from ptycho.simulate import CanonicalSpec, simulate_spec
+
+    small = simulate_spec(CanonicalSpec(seed=1, n=32, grid=2, count=3, step=4.0, nphotons=1e5)).to_file(tmp_path / "three.npz")
+    _, config, _ = tiny_trained
+    code = inference.main(["--model_path", str(config.output_dir), "--test_data", str(small), "--output_dir", str(tmp_path / "o")])
+    _one_line_error(capsys, code, "three.npz", "gridsize 2")
+    code = train.main(["--train_data_file", str(small), "--output_dir", str(tmp_path / "t"), "--gridsize", "2"])
+    _one_line_error(capsys, code, "three.npz", "gridsize 2")
