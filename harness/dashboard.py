@@ -5,11 +5,18 @@ PostgreSQL): the latest state of every selector, the recent runs with links to t
 ``summary.html``, a runtime trend chart per selector with its threshold lines (matplotlib,
 inline SVG) and the open and silenced alerts. Regenerated after every run and by
 ``harness dashboard``; written atomically (aside, then renamed) so a browser never reads half.
+
+Charts are the expensive part (matplotlib's import alone costs about a second), so each selector's
+SVG is kept in ``<reports>/.dashboard-cache/`` under a digest of everything drawn into it (the
+runs' keys, times, runtimes and states, the threshold lines, the chart code's version): a chart is
+redrawn only when its selector has new data, and matplotlib is imported only when one is.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import os
 import re
 import tempfile
@@ -28,6 +35,8 @@ from harness.thresholds import Thresholds, resolve_thresholds
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 TEMPLATE_NAME = "dashboard.html.j2"
 INDEX_NAME = "index.html"
+CACHE_DIR_NAME = ".dashboard-cache"  # hidden: harness serve never serves it, prune never touches it
+CHART_VERSION = 2  # bump when trend_chart draws differently: every cached chart is redrawn once
 RECENT_RUNS = 25
 TREND_POINTS = 40
 GOOD_STATES = {"passed", "skipped"}
@@ -100,6 +109,8 @@ class DashboardData:
     silenced_alerts: list[AlertRow] = field(default_factory=list)
     silences_known: bool = False
     charts: list[TrendChart] = field(default_factory=list)
+    charts_drawn: list[str] = field(default_factory=list)  # selectors whose chart was drawn for this page
+    charts_reused: list[str] = field(default_factory=list)  # selectors whose cached chart was still current
 
 
 # -- reading history ---------------------------------------------------------------------------
@@ -152,8 +163,12 @@ def _thresholds(catalog: Catalog | None, store: Any, selector: str, host_key: st
 
 
 def collect(store: Any, reports_dir: Path, catalog: Catalog | None = None, *,
-            history_label: str = "history", recent: int = RECENT_RUNS, points: int = TREND_POINTS) -> DashboardData:
-    """Everything the page shows, read from ``store`` (a HistoryStore) and ``reports_dir``."""
+            history_label: str = "history", recent: int = RECENT_RUNS, points: int = TREND_POINTS,
+            cache: ChartCache | None = None) -> DashboardData:
+    """Everything the page shows, read from ``store`` (a HistoryStore) and ``reports_dir``.
+
+    Charts come from ``cache`` when their inputs are unchanged (no cache: every chart is drawn).
+    """
     reports_dir = Path(reports_dir)
     now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     data = DashboardData(generated_at=now, history_label=history_label)
@@ -226,7 +241,16 @@ def collect(store: Any, reports_dir: Path, catalog: Catalog | None = None, *,
         if not history:
             continue
         thresholds = _thresholds(catalog, store, tile.name, history[-1]["host_key"])
-        data.charts.append(trend_chart(tile.name, history, thresholds))
+        key = chart_key(tile.name, history, thresholds)
+        chart = cache.get(tile.name, key) if cache is not None else None
+        if chart is None:
+            chart = trend_chart(tile.name, history, thresholds)
+            data.charts_drawn.append(tile.name)
+            if cache is not None:
+                cache.put(chart, key)
+        else:
+            data.charts_reused.append(tile.name)
+        data.charts.append(chart)
     return data
 
 
@@ -237,56 +261,156 @@ def _svg_ids(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "-", name)
 
 
+def _threshold_lines(thresholds: Thresholds | None) -> dict[str, float]:
+    """The threshold lines a chart draws, by name (critical, warning, suspicious)."""
+    if thresholds is None:
+        return {}
+    lines = {}
+    for name in THRESHOLD_STYLE:
+        value = thresholds.named(name)
+        if value is not None:
+            lines[name] = float(value)
+    return lines
+
+
+def _chart_points(history: list[dict[str, Any]]) -> list[tuple[str, str, float, str | None]]:
+    """(run key, x label, runtime, state) per run: everything of the history a chart shows."""
+    return [(str(row.get("run_key")), str(row["started_at"])[5:16].replace("T", " "), float(row["runtime_s"]),
+             row.get("state")) for row in history]
+
+
+def _matplotlib_version() -> str:
+    """From the package metadata: importing matplotlib to ask would cost what the cache saves."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("matplotlib")
+    except metadata.PackageNotFoundError:
+        return "absent"
+
+
+def chart_key(selector: str, history: list[dict[str, Any]], thresholds: Thresholds | None) -> str:
+    """Digest of everything drawn into a selector's chart and of the code drawing it: equal keys,
+    equal SVG. A new run, a pruned one, another threshold or baseline, another matplotlib: new key."""
+    material = {
+        "chart_version": CHART_VERSION,
+        "matplotlib": _matplotlib_version(),
+        "selector": selector,
+        "points": _chart_points(history),
+        "thresholds": _threshold_lines(thresholds),
+    }
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode("utf-8")).hexdigest()
+
+
 def trend_chart(selector: str, history: list[dict[str, Any]], thresholds: Thresholds | None) -> TrendChart:
     """A runtime-per-run line with the selector's threshold lines, as inline SVG.
 
     Text stays text in the SVG (fonttype none) so the page is searchable; element ids name the
-    series (``trend-<selector>``) and thresholds (``threshold-<name>-<selector>``).
+    series (``trend-<selector>``) and thresholds (``threshold-<name>-<selector>``). Drawn on a
+    bare Figure with the SVG canvas: no pyplot, no GUI backend, no global figure registry.
     """
     import matplotlib
+    from matplotlib.backends.backend_svg import FigureCanvasSVG
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg", force=True)
-    from matplotlib import pyplot as plt
-
-    values = [float(row["runtime_s"]) for row in history]
-    labels = [str(row["started_at"])[5:16].replace("T", " ") for row in history]
+    points = _chart_points(history)
+    values = [value for _, _, value, _ in points]
+    labels = [label for _, label, _, _ in points]
     slug = _svg_ids(selector)
-    lines: dict[str, float] = {}
+    lines = _threshold_lines(thresholds)
     with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": f"harness-{slug}", "font.size": 8}):
-        figure, axes = plt.subplots(figsize=(6.4, 2.4), dpi=100)
-        try:
-            xs = list(range(len(values)))
-            (series,) = axes.plot(xs, values, marker="o", markersize=3, linewidth=1.4, color="#1565c0",
-                                  label="runtime (s)")
-            series.set_gid(f"trend-{slug}")
-            bad = [i for i, row in enumerate(history) if row.get("state") not in GOOD_STATES]
-            if bad:
-                axes.scatter([xs[i] for i in bad], [values[i] for i in bad], color="#c62828", zorder=3, s=16,
-                             label="not passed").set_gid(f"bad-{slug}")
-            if thresholds is not None:
-                for name, (colour, label) in THRESHOLD_STYLE.items():
-                    value = thresholds.named(name)
-                    if value is None:
-                        continue
-                    lines[name] = float(value)
-                    axes.axhline(value, color=colour, linestyle="--", linewidth=1,
-                                 label=f"{label} {value:g} s").set_gid(f"threshold-{name}-{slug}")
-            top = max(values + list(lines.values()))
-            axes.set_ylim(0, top * 1.12 if top > 0 else 1)
-            axes.set_ylabel("seconds")
-            step = max(1, len(labels) // 6)
-            axes.set_xticks(xs[::step], labels[::step])
-            axes.set_title(f"{selector}: runtime per run")
-            axes.grid(axis="y", alpha=0.3)
-            axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), fontsize=7, frameon=False, ncols=3)
-            buffer = io.StringIO()
-            figure.savefig(buffer, format="svg", metadata={"Date": None}, bbox_inches="tight")
-        finally:
-            plt.close(figure)
+        # constrained layout keeps the title, tick labels and the legend below the axes inside the
+        # figure in one drawing pass (bbox_inches="tight" draws twice)
+        figure = Figure(figsize=(6.4, 2.4), dpi=100, layout="constrained")
+        FigureCanvasSVG(figure)
+        axes = figure.add_subplot()
+        xs = list(range(len(values)))
+        (series,) = axes.plot(xs, values, marker="o", markersize=3, linewidth=1.4, color="#1565c0",
+                              label="runtime (s)")
+        series.set_gid(f"trend-{slug}")
+        bad = [i for i, (_, _, _, state) in enumerate(points) if state not in GOOD_STATES]
+        if bad:
+            axes.scatter([xs[i] for i in bad], [values[i] for i in bad], color="#c62828", zorder=3, s=16,
+                         label="not passed").set_gid(f"bad-{slug}")
+        for name, value in lines.items():
+            colour, label = THRESHOLD_STYLE[name]
+            axes.axhline(value, color=colour, linestyle="--", linewidth=1,
+                         label=f"{label} {value:g} s").set_gid(f"threshold-{name}-{slug}")
+        top = max(values + list(lines.values()))
+        axes.set_ylim(0, top * 1.12 if top > 0 else 1)
+        axes.set_ylabel("seconds")
+        step = max(1, len(labels) // 6)
+        axes.set_xticks(xs[::step], labels[::step])
+        axes.set_title(f"{selector}: runtime per run")
+        axes.grid(axis="y", alpha=0.3)
+        axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), fontsize=7, frameon=False, ncols=3)
+        buffer = io.StringIO()
+        figure.savefig(buffer, format="svg", metadata={"Date": None})
     svg = buffer.getvalue()
     svg = svg[svg.index("<svg"):]  # drop the XML declaration and DOCTYPE: it is inlined in HTML
     # matplotlib escapes the text it writes into SVG, so the markup is safe to inline as is.
     return TrendChart(selector=selector, points=len(values), svg=Markup(svg), thresholds=lines)
+
+
+class ChartCache:
+    """Each selector's last drawn chart, on disk beside the page, under the key it was drawn for.
+
+    One file per selector: a first line ``<!-- harness-chart <key> <points> <thresholds> -->``, then
+    the SVG. Files are written aside and renamed, so concurrent runs never read half a chart; two
+    runs drawing the same key write the same bytes. A file that cannot be read is a miss.
+    """
+
+    HEADER = "<!-- harness-chart "
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+        self.used: set[Path] = set()
+
+    def path(self, selector: str) -> Path:
+        digest = hashlib.sha256(selector.encode("utf-8")).hexdigest()[:12]  # distinct names, distinct files
+        return self.directory / f"{_svg_ids(selector)[:60]}-{digest}.svg"
+
+    def get(self, selector: str, key: str) -> TrendChart | None:
+        path = self.path(selector)
+        self.used.add(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None
+        first, _, svg = text.partition("\n")
+        if not first.startswith(self.HEADER) or not first.endswith(" -->") or not svg.startswith("<svg"):
+            return None
+        try:
+            stored_key, meta = first[len(self.HEADER):-4].split(" ", 1)
+            fields = json.loads(meta)
+            if stored_key != key or fields.get("selector") != selector:
+                return None
+            return TrendChart(selector=selector, points=int(fields["points"]), svg=Markup(svg),
+                              thresholds={str(k): float(v) for k, v in fields["thresholds"].items()})
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return None
+
+    def put(self, chart: TrendChart, key: str) -> None:
+        """Store a chart; a cache that cannot be written only costs the next page a redraw."""
+        path = self.path(chart.selector)
+        self.used.add(path)
+        meta = json.dumps({"selector": chart.selector, "points": chart.points, "thresholds": chart.thresholds},
+                          separators=(",", ":")).replace("--", "-\\u002d")  # never end the comment early
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            _write_atomically(path, f"{self.HEADER}{key} {meta} -->\n{chart.svg}")
+        except OSError:
+            return
+
+    def discard_unused(self) -> None:
+        """Remove charts of selectors this page did not show (renamed, or pruned from history)."""
+        try:
+            entries = list(self.directory.glob("*.svg"))
+        except OSError:
+            return
+        for entry in entries:
+            if entry not in self.used:
+                entry.unlink(missing_ok=True)
 
 
 # -- the page ----------------------------------------------------------------------------------
@@ -309,22 +433,33 @@ def render(data: DashboardData) -> str:
     return _environment().get_template(TEMPLATE_NAME).render(data=data)
 
 
-def write_dashboard(store: Any, reports_dir: Path, catalog: Catalog | None = None, *,
-                    history_label: str = "history") -> Path:
-    """Regenerate ``<reports_dir>/index.html`` atomically; returns its path."""
-    reports_dir = Path(reports_dir)
-    reports_dir.mkdir(parents=True, exist_ok=True)
-    html = render(collect(store, reports_dir, catalog, history_label=history_label))
-    target = reports_dir / INDEX_NAME
-    fd, temporary = tempfile.mkstemp(prefix=".index.", suffix=".html", dir=reports_dir)
+def _write_atomically(target: Path, text: str) -> None:
+    """Write aside in the same folder, then rename: a reader sees the old file or the new one."""
+    prefix = f".{target.stem[:40]}."
+    fd, temporary = tempfile.mkstemp(prefix=prefix, suffix=target.suffix, dir=target.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(html)
+            handle.write(text)
         os.chmod(temporary, 0o644)
         os.replace(temporary, target)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def write_dashboard(store: Any, reports_dir: Path, catalog: Catalog | None = None, *,
+                    history_label: str = "history") -> Path:
+    """Regenerate ``<reports_dir>/index.html`` atomically; returns its path.
+
+    Charts whose data did not change since the last page are taken from the chart cache.
+    """
+    reports_dir = Path(reports_dir)
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    cache = ChartCache(reports_dir / CACHE_DIR_NAME)
+    html = render(collect(store, reports_dir, catalog, history_label=history_label, cache=cache))
+    target = reports_dir / INDEX_NAME
+    _write_atomically(target, html)
+    cache.discard_unused()
     return target
 
 
