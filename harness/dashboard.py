@@ -36,9 +36,11 @@ TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 TEMPLATE_NAME = "dashboard.html.j2"
 INDEX_NAME = "index.html"
 CACHE_DIR_NAME = ".dashboard-cache"  # hidden: harness serve never serves it, prune never touches it
-CHART_VERSION = 2  # bump when trend_chart draws differently: every cached chart is redrawn once
+CHART_VERSION = 3  # bump when trend_chart draws differently: every cached chart is redrawn once
 RECENT_RUNS = 25
 TREND_POINTS = 40
+CHART_SIZE_IN = (6.4, 2.4)
+LEGEND_COLUMNS = 3
 GOOD_STATES = {"passed", "skipped"}
 THRESHOLD_STYLE = {  # name -> (colour, label)
     "critical": ("#c62828", "critical (RT-001)"),
@@ -302,6 +304,23 @@ def chart_key(selector: str, history: list[dict[str, Any]], thresholds: Threshol
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode("utf-8")).hexdigest()
 
 
+def _fit_margins(figure: Any, axes: Any, legend_entries: int) -> None:
+    """Room for the title, the y tick labels and label, the x tick labels and the legend rows below.
+
+    Computed from what the chart holds instead of a layout engine (constrained layout or
+    ``bbox_inches="tight"`` draw the figure twice, doubling the cost of a chart). The widest y
+    tick label is estimated from its characters at 8 pt (DejaVu Sans digits are 0.64 em wide).
+    """
+    width_pt, height_pt = CHART_SIZE_IN[0] * 72, CHART_SIZE_IN[1] * 72
+    low, high = axes.get_ylim()
+    ticks = [tick for tick in axes.yaxis.get_major_locator().tick_values(low, high) if low <= tick <= high]
+    widest = max((len(text) for text in axes.yaxis.get_major_formatter().format_ticks(ticks)), default=1)
+    left_pt = 7 + 5.2 * widest + 4 + 10 + 4  # tick and pad, labels, label pad, "seconds", margin
+    rows = -(-legend_entries // LEGEND_COLUMNS)
+    figure.subplots_adjust(left=left_pt / width_pt, right=1 - 12 / width_pt, top=1 - 17 / height_pt,
+                           bottom=(24 + 10 * rows) / height_pt)
+
+
 def trend_chart(selector: str, history: list[dict[str, Any]], thresholds: Thresholds | None) -> TrendChart:
     """A runtime-per-run line with the selector's threshold lines, as inline SVG.
 
@@ -319,9 +338,7 @@ def trend_chart(selector: str, history: list[dict[str, Any]], thresholds: Thresh
     slug = _svg_ids(selector)
     lines = _threshold_lines(thresholds)
     with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": f"harness-{slug}", "font.size": 8}):
-        # constrained layout keeps the title, tick labels and the legend below the axes inside the
-        # figure in one drawing pass (bbox_inches="tight" draws twice)
-        figure = Figure(figsize=(6.4, 2.4), dpi=100, layout="constrained")
+        figure = Figure(figsize=CHART_SIZE_IN, dpi=100)
         FigureCanvasSVG(figure)
         axes = figure.add_subplot()
         xs = list(range(len(values)))
@@ -343,7 +360,9 @@ def trend_chart(selector: str, history: list[dict[str, Any]], thresholds: Thresh
         axes.set_xticks(xs[::step], labels[::step])
         axes.set_title(f"{selector}: runtime per run")
         axes.grid(axis="y", alpha=0.3)
-        axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), fontsize=7, frameon=False, ncols=3)
+        _fit_margins(figure, axes, legend_entries=1 + bool(bad) + len(lines))
+        axes.legend(loc="lower center", bbox_to_anchor=(0.5, 0.0), bbox_transform=figure.transFigure,
+                    fontsize=7, frameon=False, ncols=LEGEND_COLUMNS, borderaxespad=0.3)
         buffer = io.StringIO()
         figure.savefig(buffer, format="svg", metadata={"Date": None})
     svg = buffer.getvalue()
