@@ -14,12 +14,15 @@ redrawn only when its selector has new data, and matplotlib is imported only whe
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib
 import io
 import json
 import os
 import re
 import tempfile
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,6 +38,7 @@ from harness.thresholds import Thresholds, resolve_thresholds
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 TEMPLATE_NAME = "dashboard.html.j2"
 INDEX_NAME = "index.html"
+CHART_MODULES = ("matplotlib", "matplotlib.figure", "matplotlib.backends.backend_svg")  # what drawing imports
 CACHE_DIR_NAME = ".dashboard-cache"  # hidden: harness serve never serves it, prune never touches it
 CHART_VERSION = 3  # bump when trend_chart draws differently: every cached chart is redrawn once
 RECENT_RUNS = 25
@@ -435,6 +439,7 @@ class ChartCache:
 # -- the page ----------------------------------------------------------------------------------
 
 
+@functools.cache  # one per process: the template is compiled once (by the warm-up, during a run)
 def _environment() -> Environment:
     env = Environment(
         loader=FileSystemLoader(str(TEMPLATES_DIR)),
@@ -480,6 +485,32 @@ def write_dashboard(store: Any, reports_dir: Path, catalog: Catalog | None = Non
     _write_atomically(target, html)
     cache.discard_unused()
     return target
+
+
+def start_warm_up() -> threading.Thread:
+    """Import what drawing a chart needs (numpy, matplotlib's Figure and SVG canvas: about a
+    second) and compile the page's template in a background thread, started while a run's tests
+    are running.
+
+    The harness only waits on its pytest processes then, so the import happens in time that is
+    otherwise idle instead of after the tests, when the user waits for the page. It is work the
+    page needs anyway: a run adds a point to the chart of every selector it ran. Drawing later
+    imports the same modules; Python's per-module import locks make it wait for an import in
+    progress here, never run it twice. A failure is ignored here and raised again, as a dashboard
+    warning, when a chart is drawn. Not a daemon: the interpreter never exits mid-import.
+    """
+
+    def warm_up() -> None:
+        try:
+            for name in CHART_MODULES:
+                importlib.import_module(name)
+            _environment().get_template(TEMPLATE_NAME)  # compiled now, rendered after the run
+        except Exception:  # noqa: BLE001 - drawing and rendering do it again and report it
+            return
+
+    thread = threading.Thread(target=warm_up, name="dashboard-warm-up")
+    thread.start()
+    return thread
 
 
 def refresh_after_run(reports_dir: Path, history: Path | str | None, catalog: Catalog | None) -> str | None:

@@ -204,3 +204,47 @@ def test_matplotlib_is_not_imported_when_every_chart_is_current(setup) -> None:
     assert fresh_interpreter() == {"matplotlib": False, "charts": 2}
     record_run(store, 4, {"integration": 32.0, "backend_selection": None})
     assert fresh_interpreter() == {"matplotlib": True, "charts": 2}  # one chart had to be drawn
+
+
+def _in_fresh_interpreter(script: str, *args: str) -> dict:
+    from tiny_project import harness_env
+
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(script), *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=300, check=False, env=harness_env())
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_the_warm_up_imports_the_chart_modules_and_compiles_the_page_template() -> None:
+    state = _in_fresh_interpreter("""
+        import json, sys
+        from harness import dashboard
+        before = any(name in sys.modules for name in dashboard.CHART_MODULES)
+        thread = dashboard.start_warm_up()
+        thread.join(timeout=240)
+        print(json.dumps({"before": before, "alive": thread.is_alive(), "daemon": thread.daemon,
+                          "imported": [name in sys.modules for name in dashboard.CHART_MODULES],
+                          "templates": len(dashboard._environment().cache)}))
+    """)
+    assert state == {"before": False, "alive": False, "daemon": False, "imported": [True, True, True], "templates": 1}
+
+
+@pytest.mark.parametrize("history", [True, False])
+def test_a_run_warms_the_dashboard_up_only_when_it_will_regenerate_it(tmp_path: Path, history: bool) -> None:
+    catalog = make_project(tmp_path / "project")
+    reports = tmp_path / "reports"
+    argv = ["run", "--cadence", "pr", "--catalog", str(catalog), "--reports-dir", str(reports), "--progress", "none",
+            *([] if history else ["--no-history"])]
+    state = _in_fresh_interpreter("""
+        import json, sys
+        from harness import cli
+        code = cli.main(sys.argv[1:])
+        print(json.dumps({"code": code, "matplotlib": "matplotlib.figure" in sys.modules}))
+    """, *argv)
+    assert state == {"code": 0, "matplotlib": history}
+    index = reports / "index.html"
+    assert index.is_file() is history
+    if history:
+        figures = _figures(index.read_text(encoding="utf-8"))
+        assert sorted(figures) == sorted(SELECTORS)
+        assert all(re.search(r"last 1 run(?!s)", figure) for figure in figures.values())  # this run's point
