@@ -74,7 +74,7 @@ def _time_loop(step, batches) -> dict[str, float]:
 
 def worker_tf_steps(gridsize: int, threads: int) -> dict:
     import numpy as np
-    import tensorflow as tf
+    from ptycho.tf_runtime import tf
 
     if threads:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -171,7 +171,7 @@ def _reassembly_figures(run_backend, threads_used: int, repeats: int) -> dict:
 
 
 def worker_tf_reassembly(threads: int, repeats: int) -> dict:
-    import tensorflow as tf
+    from ptycho.tf_runtime import tf
 
     if threads:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -207,7 +207,7 @@ def _quality(obj, raw) -> dict:
 
 
 def worker_tf_quality(epochs: int, groups: int, threads: int, out: str) -> dict:
-    import tensorflow as tf
+    from ptycho.tf_runtime import tf
 
     if threads:
         tf.config.threading.set_intra_op_parallelism_threads(threads)

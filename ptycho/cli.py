@@ -131,7 +131,7 @@ def _tensorflow_device(accelerator: str) -> str:
         raise UsageError(f"--accelerator: invalid value {accelerator!r}; expected cpu, cuda, gpu or auto")
     if accelerator == "cpu":
         return "/CPU:0"
-    import tensorflow as tf
+    from ptycho.tf_runtime import tf
 
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
@@ -148,7 +148,7 @@ def _tensorflow_threads(count: int) -> None:
     """``--num_threads``: TensorFlow's intra- and inter-op pools (before its runtime starts; 0 keeps
     TensorFlow's default of every core). One thread by default, as the torch CLIs: on a shared
     machine more threads mostly contend."""
-    import tensorflow as tf
+    from ptycho.tf_runtime import tf
 
     if count:
         tf.config.threading.set_intra_op_parallelism_threads(count)
@@ -220,7 +220,7 @@ def _train_tensorflow(args: argparse.Namespace) -> dict[str, Any]:
     config = _train_preflight(args)
     timings: dict[str, float] = {}
     t = time.perf_counter()
-    import tensorflow as tf
+    from ptycho.tf_runtime import tf
 
     from ptycho.raw_data import RawData
     from ptycho.workflows import components
@@ -327,7 +327,7 @@ def _infer_tensorflow(args: argparse.Namespace) -> dict[str, Any]:
     _infer_preflight(args)
     timings: dict[str, float] = {}
     t = time.perf_counter()
-    import tensorflow as tf
+    from ptycho.tf_runtime import tf
 
     from ptycho import params
     from ptycho.config.config import update_legacy_dict

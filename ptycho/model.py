@@ -26,7 +26,7 @@ import math
 from typing import NamedTuple
 
 import numpy as np
-import tensorflow as tf
+from ptycho.tf_runtime import tf  # first: sets TensorFlow's runtime options before keras loads it
 import keras
 
 from ptycho.config.config import ModelConfig

@@ -16,7 +16,7 @@ import math
 from typing import Sequence
 
 import numpy as np
-import tensorflow as tf
+from ptycho.tf_runtime import tf
 
 __all__ = [
     "bilinear_taps",

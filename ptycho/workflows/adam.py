@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import tensorflow as tf
+from ptycho.tf_runtime import tf
 
 __all__ = ["TorchAdam"]
 

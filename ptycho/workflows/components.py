@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-import tensorflow as tf
+from ptycho.tf_runtime import tf  # first: sets TensorFlow's runtime options before keras loads it
 import keras
 
 from ptycho import params

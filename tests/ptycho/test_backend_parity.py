@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-tf = pytest.importorskip("tensorflow")
+tf = pytest.importorskip("ptycho.tf_runtime", reason="TensorFlow is not installed").tf
 
 from ptycho import params  # noqa: E402
 from ptycho.config.config import ModelConfig, update_legacy_dict  # noqa: E402

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-pytest.importorskip("tensorflow")
+pytest.importorskip("ptycho.tf_runtime", reason="TensorFlow is not installed")
 
 from ptycho import params  # noqa: E402
 from ptycho.config.config import update_legacy_dict  # noqa: E402

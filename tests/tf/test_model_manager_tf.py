@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-tf = pytest.importorskip("tensorflow")
+tf = pytest.importorskip("ptycho.tf_runtime", reason="TensorFlow is not installed").tf
 
 from ptycho import __version__, params  # noqa: E402
 from ptycho.config.config import ModelConfig, TrainingConfig, update_legacy_dict  # noqa: E402

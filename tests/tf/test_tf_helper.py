@@ -7,7 +7,7 @@ import pytest
 
 from ptycho import physics, stitching
 
-tf = pytest.importorskip("tensorflow")
+tf = pytest.importorskip("ptycho.tf_runtime", reason="TensorFlow is not installed").tf
 from ptycho import tf_helper as th  # noqa: E402
 
 
