@@ -4,6 +4,8 @@ Subcommands live in ``harness.commands.<name>`` modules, each with a ``register(
 function; to add one, write the module and list it in ``COMMAND_MODULES``. Command modules
 import only argparse at module level and the heavy parts inside their handler, so
 ``harness --help`` stays fast (no pydantic, jinja, rich, and never torch or tensorflow).
+``harness <name> ...`` imports and builds only the module of that name (a module registering
+another command name still works: then every module is loaded, as for ``--help``).
 
 Exit codes: 0 success (gate passed); 1 gate failed; 2 usage or configuration error;
 3 internal error; 130/143 interrupted by SIGINT/SIGTERM (the report is still written).
@@ -14,7 +16,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-import traceback
 
 from harness import __version__
 
@@ -46,7 +47,18 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n(see {self.prog} --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _command_of(argv: list[str]) -> str | None:
+    """The command module ``argv`` invokes when it starts with a command name (module names are
+    command names), else None: ``--help``, ``--version``, nothing or a mistake need every command."""
+    if argv and not argv[0].startswith("-"):
+        for module_name in COMMAND_MODULES:
+            if module_name.rsplit(".", 1)[1] == argv[0]:
+                return module_name
+    return None
+
+
+def _build(modules: tuple[str, ...]) -> tuple[argparse.ArgumentParser, set[str]]:
+    """The parser with the commands of ``modules``, and the names of the commands registered."""
     parser = _Parser(
         prog="harness",
         description="Run the ptycho regression selectors, apply the trigger rules, keep history, write reports.",
@@ -55,19 +67,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"harness {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for module_name in COMMAND_MODULES:
+    for module_name in modules:
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:  # one broken command must not take `harness run` down with it
             print(f"harness: warning: command module {module_name} unavailable: {exc}", file=sys.stderr)
             continue
         module.register(subparsers)
-    return parser
+    return parser, set(subparsers.choices)
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line, or with ``only`` (a module of COMMAND_MODULES) just that command's
+    subparser: running a command costs one module's import and one parser, not fourteen."""
+    return _build((only,) if only else COMMAND_MODULES)[0]
+
+
+def _parser_for(argv: list[str]) -> argparse.ArgumentParser:
+    """Only the invoked command's parser when ``argv`` names one; every command otherwise (help,
+    version, a mistake), and also when that module turns out to register another name."""
+    only = _command_of(argv)
+    if only:
+        parser, names = _build((only,))
+        if argv[0] in names:
+            return parser
+    return _build(COMMAND_MODULES)[0]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    parser = _parser_for(arguments)
+    args = parser.parse_args(arguments)
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.print_help(sys.stderr)
@@ -85,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         return 0
     except Exception:  # an internal error is a bug: show where it happened
+        import traceback
+
         traceback.print_exc()
         print("harness: internal error (exit 3); please report it with the traceback above", file=sys.stderr)
         return EXIT_INTERNAL
