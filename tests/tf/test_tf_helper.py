@@ -82,6 +82,20 @@ def test_reassemble_position_matches_numpy_stitching(scene, use_probe_weights):
     assert np.array_equal(got == 0, ref == 0)
 
 
+def test_reassemble_position_with_an_off_centre_weight_window(scene):
+    """Zero-weight borders are cropped away before stitching; an off-centre, odd-sized window must
+    land exactly where the full patch would have put it."""
+    obj, positions, probe, n = scene
+    patches = physics.extract_patches(obj, positions, n)
+    weights = stitching.patch_weights(n, probe)
+    weights[:3, :] = 0
+    weights[:, :5] = 0
+    weights[22:, :] = 0
+    ref = stitching.reassemble_patches(patches, positions, (96, 88), weights)
+    got = th.reassemble_position(patches, positions, (96, 88), weights).numpy()
+    np.testing.assert_allclose(got, ref, atol=1e-5)
+
+
 def test_splat_is_adjoint_of_extract(scene):
     """<extract(O), Y> == <O, splat(Y)>: the two operators share one sampling convention."""
     obj, positions, _probe, n = scene
