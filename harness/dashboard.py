@@ -22,7 +22,6 @@ import json
 import os
 import re
 import tempfile
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -487,30 +486,23 @@ def write_dashboard(store: Any, reports_dir: Path, catalog: Catalog | None = Non
     return target
 
 
-def start_warm_up() -> threading.Thread:
+def warm_up() -> None:
     """Import what drawing a chart needs (numpy, matplotlib's Figure and SVG canvas: about a
-    second) and compile the page's template in a background thread, started while a run's tests
-    are running.
+    second of CPU) and compile the page's template, ahead of time.
 
-    The harness only waits on its pytest processes then, so the import happens in time that is
-    otherwise idle instead of after the tests, when the user waits for the page. It is work the
-    page needs anyway: a run adds a point to the chart of every selector it ran. Drawing later
-    imports the same modules; Python's per-module import locks make it wait for an import in
-    progress here, never run it twice. A failure is ignored here and raised again, as a dashboard
-    warning, when a chart is drawn. Not a daemon: the interpreter never exits mid-import.
+    ``harness run`` calls this in a background thread while its tests run (the harness only waits
+    on its pytest processes then), so that work overlaps the tests instead of following them
+    while the user waits for the page. It is work the page needs anyway: a run adds a point to
+    the chart of every selector it ran. Drawing later imports the same modules; Python's
+    per-module import locks make it wait for an import in progress, never do it twice. A failure
+    is ignored here and raised again, as the dashboard's warning, when a chart is drawn.
     """
-
-    def warm_up() -> None:
-        try:
-            for name in CHART_MODULES:
-                importlib.import_module(name)
-            _environment().get_template(TEMPLATE_NAME)  # compiled now, rendered after the run
-        except Exception:  # noqa: BLE001 - drawing and rendering do it again and report it
-            return
-
-    thread = threading.Thread(target=warm_up, name="dashboard-warm-up")
-    thread.start()
-    return thread
+    try:
+        for name in CHART_MODULES:
+            importlib.import_module(name)
+        _environment().get_template(TEMPLATE_NAME)
+    except Exception:  # noqa: BLE001 - drawing and rendering do it again and report it
+        return
 
 
 def refresh_after_run(reports_dir: Path, history: Path | str | None, catalog: Catalog | None) -> str | None:

@@ -7,6 +7,7 @@ report and its history rows, or (killed) neither.
 
 from __future__ import annotations
 
+import importlib
 import json
 import signal
 import sys
@@ -182,6 +183,31 @@ def _open_history(path: Path | None):
         store.close()
 
 
+def start_post_run_warm_up(*, dashboard: bool) -> threading.Thread:
+    """Import the post-run modules in a background thread while the tests run: alert delivery
+    (requests, routes, payload templates) and, when the page will be regenerated (history on),
+    the dashboard's chart modules and template (``dashboard.warm_up``).
+
+    The harness only waits on its pytest processes meanwhile, so this CPU time is taken from the
+    run instead of being added after it, when the user waits. The post-run code imports the same
+    modules (waiting on Python's import lock if one is still in progress, never importing twice);
+    a failure here is ignored and surfaces there. Not a daemon: the interpreter never exits
+    mid-import.
+    """
+
+    def warm_up() -> None:
+        try:
+            importlib.import_module("harness.alerting")
+            if dashboard:
+                importlib.import_module("harness.dashboard").warm_up()
+        except Exception:  # noqa: BLE001 - the post-run import raises it again
+            return
+
+    thread = threading.Thread(target=warm_up, name="post-run-warm-up")
+    thread.start()
+    return thread
+
+
 def execute(request: RunRequest) -> RunOutcome:
     """Run the request's selectors and publish the report; returns the exit code to use."""
     started_dt = datetime.now(UTC)
@@ -202,10 +228,8 @@ def execute(request: RunRequest) -> RunOutcome:
         plans = [plan_selector(catalog, selector, run_dir.staging, run_dir.name) for selector in request.selectors]
         plans = shard.shard_plans(plans, request.shard, catalog)  # issue 8: test-split selectors get their slice
         progress = make_progress(request.progress, len(plans))
-        if request.history_path is not None and plans:  # issue 8: the page redraws these selectors' charts
-            from harness.dashboard import start_warm_up
-
-            start_warm_up()  # its imports overlap the tests instead of following them
+        if plans:  # what follows the tests (alert delivery, the dashboard) imports while they run
+            start_post_run_warm_up(dashboard=request.history_path is not None)
         with StopSignals() as stop:
             try:
                 outcomes = Runner(plans, request.jobs, progress, stop.event).run()
