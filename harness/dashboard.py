@@ -284,6 +284,7 @@ def _chart_points(history: list[dict[str, Any]]) -> list[tuple[str, str, float, 
              row.get("state")) for row in history]
 
 
+@functools.cache
 def _matplotlib_version() -> str:
     """From the package metadata: importing matplotlib to ask would cost what the cache saves."""
     from importlib import metadata
@@ -300,6 +301,7 @@ def chart_key(selector: str, history: list[dict[str, Any]], thresholds: Threshol
     material = {
         "chart_version": CHART_VERSION,
         "matplotlib": _matplotlib_version(),
+        "style": [CHART_SIZE_IN, LEGEND_COLUMNS, THRESHOLD_STYLE, sorted(GOOD_STATES)],
         "selector": selector,
         "points": _chart_points(history),
         "thresholds": _threshold_lines(thresholds),
@@ -432,7 +434,10 @@ class ChartCache:
             return
         for entry in entries:
             if entry not in self.used:
-                entry.unlink(missing_ok=True)
+                try:
+                    entry.unlink(missing_ok=True)
+                except OSError:  # left for the next page to try again
+                    continue
 
 
 # -- the page ----------------------------------------------------------------------------------

@@ -167,6 +167,16 @@ def test_charts_of_selectors_no_longer_shown_leave_the_cache(setup) -> None:
     assert sorted(p.name for p in stray.parent.iterdir()) == sorted(_cache_file(reports, n).name for n in SELECTORS)
 
 
+def test_an_unusable_cache_costs_redraws_never_the_page(setup) -> None:
+    reports, catalog, store = setup
+    (reports / dashboard.CACHE_DIR_NAME).write_text("a file where the cache folder goes", encoding="utf-8")
+    for _ in range(2):
+        data = _collect(store, reports, catalog)
+        assert sorted(data.charts_drawn) == sorted(SELECTORS)  # nothing could be kept, nothing is reused
+        html = dashboard.write_dashboard(store, reports, catalog).read_text(encoding="utf-8")
+        assert sorted(_figures(html)) == sorted(SELECTORS)
+
+
 def test_selector_names_that_slug_alike_get_their_own_files(tmp_path: Path) -> None:
     cache = dashboard.ChartCache(tmp_path)
     assert cache.path("a.b") != cache.path("a-b")
