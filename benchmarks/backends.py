@@ -4,9 +4,10 @@
    thread count, same optimiser rule: each backend in its own fresh process (its own imports and
    thread settings), the processes alternated over ``--rounds`` rounds; medians and the TF/torch
    ratio (target: TF within 1.5x of torch).
-2. Reassembly of the 1087 true object patches into the 272 x 272 canvas: TensorFlow
-   (``tf_helper.reassemble_position``), native torch (``ptycho_torch.reassembly``) and the numpy
-   reference, each backend's ratio against numpy measured in the same process.
+2. Reassembly of the 1087 true object patches into the 272 x 272 canvas with the inference's
+   weights (probe intensity on the central N/2 window): TensorFlow (``tf_helper.reassemble_position``),
+   native torch (``ptycho_torch.inference.stitch_reconstruction``) and the numpy reference, each
+   backend's ratio against numpy measured in the same process.
 3. Reconstruction quality of the integration workflow's settings (``--epochs`` epochs on
    ``--train-groups`` groups, gridsize 1, then the full scan stitched): amplitude and phase SSIM of
    each backend against the ground truth (target: within 0.05 of each other), with the flat-image
@@ -136,12 +137,16 @@ def worker_torch_steps(gridsize: int, threads: int) -> dict:
     return {**_time_loop(step, batches), "first_step_s": first, "threads": torch.get_num_threads()}
 
 
+_PROBE: list = [None]
+
+
 def _reassembly_inputs():
     from ptycho import physics, stitching
     from ptycho.raw_data import RawData
     from ptycho.simulate import ensure_canonical_dataset
 
     raw = RawData.from_file(ensure_canonical_dataset())
+    _PROBE[0] = raw.probeGuess
     patches = physics.extract_patches(raw.objectGuess, raw.positions, raw.N)
     weights = stitching.patch_weights(raw.N, raw.probeGuess, crop=raw.N // 2)
     return raw, patches, weights
@@ -189,9 +194,13 @@ def worker_torch_reassembly(threads: int, repeats: int) -> dict:
 
     if threads:
         torch.set_num_threads(threads)
-    from ptycho_torch.reassembly import reassemble_patches_numpy_io
+    from ptycho_torch.inference import stitch_reconstruction
 
-    return _reassembly_figures(reassemble_patches_numpy_io, torch.get_num_threads(), repeats)
+    # The torch inference's own stitching path (native index_add on the weighted window).
+    return _reassembly_figures(
+        lambda p, pos, shape, w: stitch_reconstruction(p, pos, _PROBE[0], shape, p.shape[-1] // 2),
+        torch.get_num_threads(), repeats,
+    )
 
 
 def _quality(obj, raw) -> dict:
