@@ -150,9 +150,15 @@ def _tensorflow_threads(count: int) -> None:
     machine more threads mostly contend."""
     from ptycho.tf_runtime import tf
 
-    if count:
+    if not count or tf.config.threading.get_intra_op_parallelism_threads() == count:
+        return
+    try:
         tf.config.threading.set_intra_op_parallelism_threads(count)
         tf.config.threading.set_inter_op_parallelism_threads(count)
+    except RuntimeError:
+        # Called in a process whose TensorFlow runtime already started (the CLI's main used as a
+        # library): its thread pools are fixed; run with them rather than fail.
+        print(f"note: TensorFlow already initialised; --num_threads {count} not applied", file=sys.stderr)
 
 
 def _show_progress(choice: str) -> bool:
