@@ -379,10 +379,13 @@ def trend_chart(selector: str, history: list[dict[str, Any]], thresholds: Thresh
 class ChartCache:
     """Each selector's last drawn chart, on disk beside the page, under the key it was drawn for.
 
-    One file per selector: a first line ``<!-- harness-chart <key> <points> <thresholds> -->``, then
-    the SVG. Files are written aside and renamed, so concurrent runs never read half a chart; two
-    runs drawing the same key write the same bytes. A file that cannot be read is a miss.
+    One file per selector: a first line ``<!-- harness-chart <key> {"selector", "points",
+    "thresholds"} -->``, then the SVG. Files are written aside (hidden names) and renamed, so
+    concurrent runs never read half a chart; two runs drawing the same key write the same bytes.
+    A file that cannot be read is a miss.
     """
+
+    STALE_TEMPORARY_S = 600  # a hidden file this old was left by a process that died mid-write
 
     HEADER = "<!-- harness-chart "
 
@@ -432,12 +435,16 @@ class ChartCache:
             entries = list(self.directory.glob("*.svg"))
         except OSError:
             return
+        now = datetime.now(UTC).timestamp()
         for entry in entries:
-            if entry not in self.used:
-                try:
-                    entry.unlink(missing_ok=True)
-                except OSError:  # left for the next page to try again
-                    continue
+            if entry in self.used:
+                continue
+            try:
+                if entry.name.startswith(".") and now - entry.stat().st_mtime < self.STALE_TEMPORARY_S:
+                    continue  # another process is writing it right now
+                entry.unlink(missing_ok=True)
+            except OSError:  # left for the next page to try again
+                continue
 
 
 # -- the page ----------------------------------------------------------------------------------

@@ -10,10 +10,12 @@ shows whether matplotlib was imported.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -162,8 +164,14 @@ def test_charts_of_selectors_no_longer_shown_leave_the_cache(setup) -> None:
     stray = reports / dashboard.CACHE_DIR_NAME / "renamed_selector-000000000000.svg"
     dashboard.write_dashboard(store, reports, catalog)
     stray.write_text("<!-- harness-chart x {} -->\n<svg></svg>", encoding="utf-8")
+    writing = stray.parent / ".integration-0123.abcd.svg"  # another process's chart, being written now
+    writing.write_text("<!-- harness-chart", encoding="utf-8")
+    abandoned = stray.parent / ".integration-0123.dead.svg"  # left by a process that died mid-write
+    abandoned.write_text("<!-- harness-chart", encoding="utf-8")
+    os.utime(abandoned, (time.time() - 3600, time.time() - 3600))
     dashboard.write_dashboard(store, reports, catalog)
-    assert not stray.exists()
+    assert not stray.exists() and not abandoned.exists() and writing.exists()
+    writing.unlink()
     assert sorted(p.name for p in stray.parent.iterdir()) == sorted(_cache_file(reports, n).name for n in SELECTORS)
 
 
