@@ -344,8 +344,8 @@ def build_model(cfg: ModelConfig, probe: np.ndarray | None = None) -> PtychoPINN
     if probe is None:
         probe = np.ones((cfg.N, cfg.N), np.complex64)
     model = PtychoPINN(cfg, probe)
-    c = cfg.channels
-    x = tf.zeros((1, c, cfg.N, cfg.N), tf.float32)
-    offsets = tf.zeros((1, c, 2), tf.float32)
-    model(x, offsets)
+    # Every weight already exists (the layers are built in __init__), so no dummy forward pass is
+    # needed: that pass cost a second or two of eager execution per model on this machine.
+    model.physics.built = True
+    model.built = True
     return model
