@@ -75,6 +75,7 @@ def test_tensorflow_route_trains_reconstructs_and_never_imports_torch(tiny_npz, 
     assert (tmp_path / "infer" / "reconstruction_amplitude.png").stat().st_size > 1024
 
 
+@pytest.mark.slow
 def test_pytorch_route_returns_the_same_structure(tiny_npz, tmp_path, monkeypatch):
     pytest.importorskip("torch")
     pytest.importorskip("lightning")
