@@ -75,6 +75,7 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--num_threads", type=int, default=1, help="CPU threads for training (default 1; 0: the backend's default)")
     p.add_argument("--val_images", type=int, default=64, help="validation groups per epoch from --test_data_file (default 64; 0: none)")
     p.add_argument("--csv_logger", action="store_true", help="log per-epoch metrics to {output_dir}/logs as CSV")
+    p.add_argument("--debug", action="store_true", help="write {output_dir}/train_debug.log (per-epoch loss, intensity scale, learning rate, timings, data shapes, configuration)")
     p.add_argument("--progress", choices=("auto", "on", "off"), default="auto", help="progress (auto: only on a terminal)")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     return p
@@ -248,7 +249,7 @@ def _train_tensorflow(args: argparse.Namespace) -> dict[str, Any]:
     with tf.device(device):
         results = components.train_cdi_model(
             train_raw, test_raw, config, seed=args.seed,
-            val_images=args.val_images if args.test_data_file else 0, progress=progress,
+            val_images=args.val_images if args.test_data_file else 0, progress=progress, debug=args.debug,
         )
     timings["data"] += results["timings"].pop("grouping")
     timings.update(results["timings"])

@@ -48,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--num_threads", type=int, default=1, help="CPU threads for training (default 1; 0: torch's default)")
     p.add_argument("--val_images", type=int, default=64, help="validation groups per epoch from --test_data_file (default 64; 0: none)")
     p.add_argument("--csv_logger", action="store_true", help="log metrics to {output_dir}/logs as CSV")
+    p.add_argument("--debug", action="store_true", help="write {output_dir}/train_debug.log (per-epoch loss, intensity scale, learning rate, timings, data shapes, configuration)")
     p.add_argument("--progress", choices=("auto", "on", "off"), default="auto", help="progress bar (auto: only on a terminal)")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     return p
@@ -81,7 +82,7 @@ def build_configs(args: argparse.Namespace):
     execution = TorchExecution(
         accelerator=args.accelerator, devices=args.devices, strategy=args.strategy, seed=args.seed,
         progress_bar=progress, csv_logger=args.csv_logger, val_images=args.val_images if args.test_data_file else 0,
-        num_threads=args.num_threads,
+        num_threads=args.num_threads, debug=args.debug,
     )
     return config, execution
 

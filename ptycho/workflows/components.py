@@ -119,8 +119,11 @@ def train_cdi_model(
     seed: int = DEFAULT_SEED,
     val_images: int = VAL_IMAGES,
     progress: Callable[[int, int, float, float | None, float], None] | None = None,
+    debug: bool = False,
 ) -> dict[str, Any]:
     """Group the data (CONFIG-001 first), train, save ``wts.h5.zip``.
+
+    ``debug`` writes ``{output_dir}/train_debug.log`` (brief §3.1; :mod:`ptycho.debug_log`).
 
     Returns ``history`` (per-epoch ``train_loss``, ``val_loss`` on up to ``val_images`` test groups
     or None), ``models`` (``diffraction_to_obj``), ``checkpoint_path`` (the archive),
@@ -146,6 +149,19 @@ def train_cdi_model(
         test_grouped = group_for_training(test_raw, config, n_groups=val_images, seed=seed + 1)
     timings["grouping"] = time.perf_counter() - start
 
+    debug_log = None
+    if debug:
+        from ptycho.config.config import legacy_items
+        from ptycho.debug_log import TrainDebugLog
+
+        debug_log = TrainDebugLog(config.output_dir, "tensorflow")
+        debug_log.configuration({"seed": seed, "val_images": val_images, **legacy_items(config)})
+        debug_log.data_shapes(
+            train_X=train_grouped.X.shape, train_offsets=train_grouped.offsets.shape,
+            test_X=None if test_grouped is None else test_grouped.X.shape, normalisation_scale=train_grouped.scale,
+            grouping_s=timings["grouping"],
+        )
+
     keras.utils.set_random_seed(seed)
     model = build_model(config.model, train_raw.probeGuess)
     # docs/architecture.md §6: torch's Adam (update rule and defaults).
@@ -170,6 +186,11 @@ def train_cdi_model(
             val = _mean_loss(eval_step, test_grouped, np.arange(len(test_grouped.X)), max(config.batch_size, 64))
             val_loss.append(val)
         seconds = time.perf_counter() - t0
+        if debug_log is not None:
+            debug_log.epoch(
+                epoch + 1, loss, float(np.exp(model.physics.log_intensity_scale.numpy())), config.learning_rate,
+                val_loss=val, steps=steps,
+            )
         if progress is not None:
             progress(epoch + 1, config.nepochs, loss, val, seconds)
         log.info("epoch %d/%d: loss %.5f (%.1f s)", epoch + 1, config.nepochs, loss, seconds)
@@ -179,6 +200,8 @@ def train_cdi_model(
     start = time.perf_counter()
     archive = save_trained_model(model, config, {"epochs": config.nepochs, "global_step": steps, "seed": seed})
     timings["checkpoint"] = time.perf_counter() - start
+    if debug_log is not None:
+        debug_log.close(global_step=steps, checkpoint=archive, **{f"{k}_s": v for k, v in timings.items()})
     return {
         "history": history,
         "models": {"diffraction_to_obj": model, "autoencoder": model},

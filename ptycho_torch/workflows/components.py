@@ -12,6 +12,7 @@ written beside the checkpoint.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import sys
@@ -64,6 +65,9 @@ class TorchExecution:
     # convolutions gain little from a second thread, and on a shared CI machine oversubscribed
     # OpenMP threads made a training step 3-12x slower (measured, 2 cores under load).
     num_threads: int = 1
+    # Write {output_dir}/train_debug.log (brief §3.1): per-epoch loss, intensity scale, learning
+    # rate, timings, data shapes and the resolved configuration.
+    debug: bool = False
 
     def __post_init__(self) -> None:
         if self.accelerator not in VALID_ACCELERATORS:
@@ -158,7 +162,28 @@ def _callbacks_module():
             if value is not None and not trainer.sanity_checking:
                 self.val_loss.append(float(value))
 
-    return L, TimedModelCheckpoint, LossHistory
+    class DebugLogCallback(L.Callback):
+        """Feeds :class:`ptycho.debug_log.TrainDebugLog` once per epoch (rank zero only)."""
+
+        def __init__(self, debug_log) -> None:  # noqa: ANN001
+            self.debug_log = debug_log
+
+        def on_train_epoch_start(self, trainer, pl_module) -> None:  # noqa: ANN001
+            self.debug_log.epoch_started()
+
+        def on_train_epoch_end(self, trainer, pl_module) -> None:  # noqa: ANN001
+            if not trainer.is_global_zero:
+                return
+            metrics = trainer.callback_metrics
+            loss, val = metrics.get("train_loss"), metrics.get("val_loss")
+            lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else float("nan")
+            self.debug_log.epoch(
+                trainer.current_epoch + 1, None if loss is None else float(loss),
+                float(torch.exp(pl_module.network.physics.log_intensity_scale).detach().cpu()), float(lr),
+                val_loss=None if val is None else float(val), steps=int(trainer.global_step),
+            )
+
+    return L, TimedModelCheckpoint, LossHistory, DebugLogCallback
 
 
 @contextlib.contextmanager
@@ -224,7 +249,7 @@ def _train_with_lightning(
     module), ``trainer``, ``checkpoint_path``, ``hyper_parameters`` and ``timings``.
     """
     execution = execution or TorchExecution()
-    L, TimedModelCheckpoint, LossHistory = _callbacks_module()
+    L, TimedModelCheckpoint, LossHistory, DebugLogCallback = _callbacks_module()
     from ptycho_torch.model import PtychoPINN_Lightning
     from ptycho_torch.model_manager import save_torch_bundle
 
@@ -249,8 +274,21 @@ def _train_with_lightning(
 
         logger = CSVLogger(save_dir=str(output_dir), name="logs")
     validate = test_grouped is not None and execution.val_images > 0
+    callbacks: list[Any] = [checkpoint, history]
+    debug_log = None
+    if execution.debug:
+        from ptycho.config.config import legacy_items
+        from ptycho.debug_log import TrainDebugLog
+
+        debug_log = TrainDebugLog(output_dir, "pytorch")
+        debug_log.configuration({**legacy_items(config), "execution": dataclasses.asdict(execution), "accelerator": accelerator})
+        debug_log.data_shapes(
+            train_X=train_grouped.X.shape, train_offsets=train_grouped.offsets.shape,
+            test_X=None if test_grouped is None else test_grouped.X.shape, normalisation_scale=train_grouped.scale,
+        )
+        callbacks.append(DebugLogCallback(debug_log))
     with _quiet_lightning():
-        trainer = _make_trainer(L, config, execution, accelerator, logger, [checkpoint, history], validate, output_dir)
+        trainer = _make_trainer(L, config, execution, accelerator, logger, callbacks, validate, output_dir)
     train_loader = grouped_loader(train_grouped, config.batch_size, shuffle=True, seed=execution.seed)
     val_loader = None
     if validate:
@@ -278,6 +316,9 @@ def _train_with_lightning(
              "strategy": execution.strategy, "accelerator": accelerator},
         )
         manifest_seconds = time.perf_counter() - start
+    if debug_log is not None:
+        debug_log.close(global_step=int(trainer.global_step), checkpoint=ckpt_path, training_s=fit_seconds - checkpoint.seconds,
+                        checkpoint_s=checkpoint.seconds + manifest_seconds)
     return {
         "history": {"train_loss": history.train_loss, "val_loss": history.val_loss if validate else None},
         "models": {"diffraction_to_obj": module, "autoencoder": module},
