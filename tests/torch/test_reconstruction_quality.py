@@ -36,8 +36,8 @@ WRITE_COMMAND = (
 QUALITY_RUN = {
     "dataset": "canonical (ptycho.simulate.CANONICAL: 1087 positions, 64 x 64, 272 x 272 object)",
     "gridsize": 2,
-    "n_filters_scale": 2,
-    "nepochs": 12,
+    "n_filters_scale": 1,
+    "nepochs": 32,
     "n_groups": None,
     "batch_size": 16,
     "learning_rate": 1e-3,
