@@ -91,19 +91,11 @@ def _fail(message: str, code: int = EXIT_USAGE) -> int:
     return code
 
 
-def _save_png(path: Path, image: np.ndarray, cmap: str) -> None:
-    """One image pixel per array element (no axes, no margins), written aside then renamed."""
-    from matplotlib import image as mpl_image
-
-    tmp = path.with_name(path.name + ".tmp.png")
-    mpl_image.imsave(tmp, image, cmap=cmap)
-    tmp.replace(path)
-
-
 def write_outputs(output_dir: Path, result: Any, metadata: dict[str, Any]) -> dict[str, Path]:
     """Write the NPZ (complex reconstruction, positions, probe, cost history, metadata JSON) and
     the two PNGs; each file appears complete or not at all."""
     from ptycho.raw_data import write_npz_deterministic
+    from ptycho.workflows.reconstruction import amplitude_image, phase_image, save_png
 
     npz = write_npz_deterministic(
         output_dir / NPZ_NAME,
@@ -119,8 +111,8 @@ def write_outputs(output_dir: Path, result: Any, metadata: dict[str, Any]) -> di
     )
     amplitude = output_dir / AMPLITUDE_PNG
     phase = output_dir / PHASE_PNG
-    _save_png(amplitude, np.abs(result.object), "gray")
-    _save_png(phase, np.angle(result.object), "twilight")
+    save_png(amplitude, amplitude_image(np.abs(result.object)))
+    save_png(phase, phase_image(np.angle(result.object)))
     return {"npz": npz, "amplitude_png": amplitude, "phase_png": phase}
 
 

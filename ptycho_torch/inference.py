@@ -16,13 +16,19 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 _T_START = time.perf_counter()
 
 import numpy as np  # noqa: E402  (after the start stamp: the CLI reports its import time)
+
+from ptycho.workflows.reconstruction import (  # noqa: E402 - one writer for every backend
+    Reconstruction,
+    canvas_shape_of,
+    write_reconstruction,
+)
+from ptycho.workflows.reconstruction import stitch_positions as transform_positions  # noqa: E402
 
 __all__ = [
     "UsageError",
@@ -118,32 +124,6 @@ def poisson_deviance_on(network, grouped, batch_size: int = 256, device=None) ->
     return deviance_of_prediction(predict_diffraction(network, grouped.X, grouped.offsets, batch_size, device), grouped)
 
 
-def canvas_shape_of(raw, n: int, M: int | None = None) -> tuple[int, int]:
-    """Canvas for the stitched object: ``M x M`` if given, else the ground truth's shape when the
-    data carry one (so the two compare pixel for pixel), else the smallest canvas holding every patch."""
-    from ptycho.stitching import canvas_shape_for
-
-    if M is not None:
-        if M < n:
-            raise UsageError(f"M: canvas side {M} is smaller than the patch size {n}")
-        return (int(M), int(M))
-    if raw.objectGuess is not None:
-        return tuple(int(s) for s in raw.objectGuess.shape)  # type: ignore[return-value]
-    return canvas_shape_for(raw.positions, n)
-
-
-def transform_positions(positions: np.ndarray, flip_x: bool = False, flip_y: bool = False) -> np.ndarray:
-    """Mirror scan positions within their own extent: ``x -> x_min + x_max - x`` (and y), for
-    instruments whose axes run the other way."""
-    out = np.array(positions, dtype=np.float64, copy=True)
-    flat = out.reshape(-1, 2)
-    if flip_x:
-        flat[:, 0] = flat[:, 0].min() + flat[:, 0].max() - flat[:, 0]
-    if flip_y:
-        flat[:, 1] = flat[:, 1].min() + flat[:, 1].max() - flat[:, 1]
-    return out
-
-
 def stitch_reconstruction(
     patches: np.ndarray,
     positions: np.ndarray,
@@ -188,24 +168,6 @@ def stitch_reconstruction(
     return out.cpu().numpy().astype(np.complex64)
 
 
-@dataclass
-class Reconstruction:
-    """A stitched object and what produced it."""
-
-    obj: np.ndarray
-    positions: np.ndarray
-    indices: np.ndarray
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def amplitude(self) -> np.ndarray:
-        return np.abs(self.obj).astype(np.float32)
-
-    @property
-    def phase(self) -> np.ndarray:
-        return np.angle(self.obj).astype(np.float32)
-
-
 def reconstruct(
     network,
     raw,
@@ -240,7 +202,10 @@ def reconstruct(
     timings["inference"] = time.perf_counter() - t
     t = time.perf_counter()
     positions = grouped.centers[:, None, :] + grouped.offsets
-    canvas = canvas_shape_of(raw, cfg.N, M)
+    try:
+        canvas = canvas_shape_of(raw, cfg.N, M)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     obj = stitch_reconstruction(
         amp * np.exp(1j * phase), positions, raw.probeGuess, canvas, predicted_size(cfg), flip_x, flip_y, transpose, device
     )
@@ -258,58 +223,6 @@ def reconstruct(
     if with_deviance:
         meta["poisson_deviance"] = deviance_of_prediction(predicted, grouped)
     return Reconstruction(obj, positions.reshape(-1, 2), grouped.indices.reshape(-1), meta), grouped
-
-
-def _save_png(path: Path, rgb: np.ndarray) -> None:
-    """Write an (H, W, 3) uint8 image as PNG, one pixel per array element, aside then renamed."""
-    from PIL import Image
-
-    tmp = path.with_name(path.name + ".tmp")
-    Image.fromarray(rgb, mode="RGB").save(tmp, format="PNG")
-    tmp.replace(path)
-
-
-def amplitude_image(amplitude: np.ndarray) -> np.ndarray:
-    """Grey levels from 0 to the largest amplitude."""
-    hi = float(amplitude.max()) if amplitude.size else 0.0
-    grey = np.clip(amplitude / (hi or 1.0), 0.0, 1.0)
-    return np.repeat((grey * 255 + 0.5).astype(np.uint8)[..., None], 3, axis=-1)
-
-
-def phase_image(phase: np.ndarray) -> np.ndarray:
-    """Cyclic colours (hue = phase, -pi and pi meet), so wrapping shows no false edge."""
-    from PIL import Image
-
-    hue = ((np.asarray(phase, dtype=np.float64) + np.pi) / (2 * np.pi)) % 1.0
-    hsv = np.stack([(hue * 255).astype(np.uint8), np.full(hue.shape, 200, np.uint8), np.full(hue.shape, 230, np.uint8)], -1)
-    return np.asarray(Image.fromarray(hsv, mode="HSV").convert("RGB"))
-
-
-def write_reconstruction(output_dir: Path, recon: Reconstruction, timings: dict[str, float] | None = None) -> dict[str, Path]:
-    """``reconstruction.npz`` (complex object, amplitude, phase, positions, indices, metadata JSON),
-    ``reconstruction_amplitude.png`` and ``reconstruction_phase.png``."""
-    from ptycho.raw_data import write_npz_deterministic
-
-    output_dir.mkdir(parents=True, exist_ok=True)
-    t = time.perf_counter()
-    npz = write_npz_deterministic(
-        output_dir / "reconstruction.npz",
-        {
-            "reconstruction": recon.obj.astype(np.complex64),
-            "amplitude": recon.amplitude,
-            "phase": recon.phase,
-            "positions": recon.positions.astype(np.float64),
-            "indices": recon.indices.astype(np.int64),
-            "_metadata": np.array(json.dumps(recon.metadata, sort_keys=True)),
-        },
-    )
-    amp_png = output_dir / "reconstruction_amplitude.png"
-    phase_png = output_dir / "reconstruction_phase.png"
-    _save_png(amp_png, amplitude_image(recon.amplitude))
-    _save_png(phase_png, phase_image(recon.phase))
-    if timings is not None:
-        timings["png"] = time.perf_counter() - t
-    return {"npz": npz, "amplitude_png": amp_png, "phase_png": phase_png}
 
 
 # --------------------------------------------------------------------------- CLI

@@ -1,5 +1,5 @@
-"""A stitched reconstruction and its files, in the layout the torch backend writes
-(``ptycho_torch.inference``): ``reconstruction.npz`` plus the amplitude and phase PNGs.
+"""A stitched reconstruction and its files, the same for every producer (TensorFlow, PyTorch, the
+iterative reference): ``reconstruction.npz`` plus the amplitude and phase PNGs.
 
 Backend-neutral and free of TensorFlow and torch, so the TensorFlow CLI writes exactly the same
 artifacts without importing torch (the torch package imports torch on import).
@@ -18,7 +18,10 @@ import numpy as np
 from ptycho.raw_data import RawData, write_npz_deterministic
 from ptycho.stitching import canvas_shape_for
 
-__all__ = ["Reconstruction", "canvas_shape_of", "stitch_positions", "write_reconstruction", "PNG_NAMES"]
+__all__ = [
+    "Reconstruction", "canvas_shape_of", "stitch_positions", "write_reconstruction", "PNG_NAMES",
+    "save_png", "amplitude_image", "phase_image",
+]
 
 PNG_NAMES = ("reconstruction_amplitude.png", "reconstruction_phase.png")
 
@@ -65,13 +68,30 @@ def stitch_positions(positions: np.ndarray, flip_x: bool = False, flip_y: bool =
     return out
 
 
-def _save_png(path: Path, image: np.ndarray, cmap: str, vmin: float, vmax: float) -> None:
-    """One PNG pixel per array element (no axes, no figure), written aside and renamed."""
-    from matplotlib import image as mpl_image
+def save_png(path: Path, rgb: np.ndarray) -> None:
+    """Write an (H, W, 3) uint8 image as PNG, one pixel per array element (no axes, no figure),
+    aside then renamed."""
+    from PIL import Image
 
-    tmp = path.with_name(path.name + ".tmp.png")
-    mpl_image.imsave(tmp, image, cmap=cmap, vmin=vmin, vmax=vmax, format="png")
+    tmp = path.with_name(path.name + ".tmp")
+    Image.fromarray(rgb, mode="RGB").save(tmp, format="PNG")
     tmp.replace(path)
+
+
+def amplitude_image(amplitude: np.ndarray) -> np.ndarray:
+    """Grey levels from 0 to the largest amplitude."""
+    hi = float(amplitude.max()) if amplitude.size else 0.0
+    grey = np.clip(amplitude / (hi or 1.0), 0.0, 1.0)
+    return np.repeat((grey * 255 + 0.5).astype(np.uint8)[..., None], 3, axis=-1)
+
+
+def phase_image(phase: np.ndarray) -> np.ndarray:
+    """Cyclic colours (hue = phase, -pi and pi meet), so wrapping shows no false edge."""
+    from PIL import Image
+
+    hue = ((np.asarray(phase, dtype=np.float64) + np.pi) / (2 * np.pi)) % 1.0
+    hsv = np.stack([(hue * 255).astype(np.uint8), np.full(hue.shape, 200, np.uint8), np.full(hue.shape, 230, np.uint8)], -1)
+    return np.asarray(Image.fromarray(hsv, mode="HSV").convert("RGB"))
 
 
 def write_reconstruction(output_dir: Path, recon: Reconstruction, timings: dict[str, float] | None = None) -> dict[str, Path]:
@@ -90,13 +110,10 @@ def write_reconstruction(output_dir: Path, recon: Reconstruction, timings: dict[
             "_metadata": np.array(json.dumps(recon.metadata, sort_keys=True)),
         },
     )
-    amp = recon.amplitude
-    covered = amp > 0
-    hi = float(amp[covered].max()) if covered.any() else 1.0
     amp_png = output_dir / PNG_NAMES[0]
     phase_png = output_dir / PNG_NAMES[1]
-    _save_png(amp_png, amp, "gray", 0.0, hi or 1.0)
-    _save_png(phase_png, recon.phase, "twilight", -np.pi, np.pi)
+    save_png(amp_png, amplitude_image(recon.amplitude))
+    save_png(phase_png, phase_image(recon.phase))
     if timings is not None:
         timings["png"] = time.perf_counter() - t
     return {"npz": npz, "amplitude_png": amp_png, "phase_png": phase_png}
