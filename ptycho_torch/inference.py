@@ -234,20 +234,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Reconstruct an object with a trained PyTorch PtychoPINN model.",
         epilog="Exit codes: 0 success, 2 a usage or input error (one line on stderr), 1 an internal error.",
     )
-    p.add_argument("--model_path", type=Path, required=True, help="training output directory (manifest.json + checkpoints/last.ckpt) or a .ckpt file")
-    p.add_argument("--test_data", "--test_data_file", dest="test_data", type=Path, required=True, help="NPZ scan to reconstruct")
-    p.add_argument("--output_dir", type=Path, required=True, help="where reconstruction.npz and the PNGs go")
-    p.add_argument("--n_images", type=int, default=None, help="reconstruct only a seeded subset of this many groups (default: all)")
-    p.add_argument("--accelerator", default="cpu", help="cpu (default), cuda/gpu, or auto (a visible CUDA device, else cpu)")
-    p.add_argument("--batch_size", type=int, default=256, help="groups per forward pass (default 256)")
-    p.add_argument("--num_threads", type=int, default=1, help="CPU threads (default 1; 0: torch's default)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the subset selection (default 0)")
-    p.add_argument("--flip_x", action="store_true", help="mirror the scan positions along x")
-    p.add_argument("--flip_y", action="store_true", help="mirror the scan positions along y")
-    p.add_argument("--transpose", action="store_true", help="transpose every predicted patch before stitching")
-    p.add_argument("--M", type=int, default=None, help="square canvas side (default: the ground truth's shape, else the scan's extent)")
-    p.add_argument("--no_deviance", action="store_true", help="skip the Poisson deviance of the model on the data")
-    p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    from ptycho.cli_arguments import add_inference_arguments
+
+    add_inference_arguments(p)
     return p
 
 
