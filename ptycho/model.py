@@ -30,6 +30,15 @@ from ptycho.tf_runtime import tf  # first: sets TensorFlow's runtime options bef
 import keras
 
 from ptycho.config.config import ModelConfig
+from ptycho.architecture import (  # the sizes both backends share
+    AMPLITUDE_START,
+    BASE_WIDTHS,
+    HEAD_WEIGHT_STD,
+    decoder_widths,
+    encoder_widths,
+    head_bias_for,
+    predicted_size,
+)
 from ptycho import tf_helper
 
 __all__ = [
@@ -48,45 +57,6 @@ __all__ = [
     "build_model",
     "training_loss",
 ]
-
-BASE_WIDTHS: tuple[int, int, int] = (8, 16, 32)
-AMPLITUDE_START = 0.5
-HEAD_WEIGHT_STD = 1e-3
-
-
-def encoder_widths(cfg: ModelConfig) -> tuple[int, int, int]:
-    return tuple(w * cfg.n_filters_scale for w in BASE_WIDTHS)  # type: ignore[return-value]
-
-
-def predicted_size(cfg: ModelConfig) -> int:
-    """Side of the object patch the decoder predicts: N/2 when only the centre is predicted."""
-    return cfg.N // 2 if cfg.predicts_center_only else cfg.N
-
-
-def decoder_widths(cfg: ModelConfig) -> tuple[int, ...]:
-    """One width per upsampling level, from the bottleneck (N/8) up to the predicted size."""
-    e1, e2, _e3 = encoder_widths(cfg)
-    levels = int(round(math.log2(predicted_size(cfg) / (cfg.N // 8))))
-    return (e2, e1, e1)[:levels]
-
-
-def head_bias_for(activation: str) -> float:
-    """Bias making ``activation(bias) == AMPLITUDE_START`` so every activation starts at 0.5."""
-    a = AMPLITUDE_START
-    if activation == "sigmoid":
-        return math.log(a / (1 - a))
-    if activation == "softplus":
-        return math.log(math.expm1(a))
-    if activation == "relu":
-        return a
-    if activation == "swish":
-        x = 1.0  # solve x * sigmoid(x) = a by Newton's method
-        for _ in range(50):
-            s = 1 / (1 + math.exp(-x))
-            x -= (x * s - a) / (s + x * s * (1 - s))
-        return x
-    raise ValueError(f"amp_activation: invalid value {activation!r}; expected sigmoid, swish, softplus or relu")
-
 
 _ACTIVATIONS = {"sigmoid": tf.sigmoid, "softplus": tf.nn.softplus, "relu": tf.nn.relu, "swish": tf.nn.silu}
 

@@ -14,6 +14,15 @@ import torch
 from torch import nn
 
 from ptycho.config.config import ModelConfig
+from ptycho.architecture import (  # the sizes both backends share
+    AMPLITUDE_START,
+    BASE_WIDTHS,
+    HEAD_WEIGHT_STD,
+    decoder_widths,
+    encoder_widths,
+    head_bias_for,
+    predicted_size,
+)
 from ptycho_torch.physics import extract_patches, illuminate, intensity, propagate
 from ptycho_torch.reassembly import reassemble_patches
 
@@ -30,48 +39,6 @@ __all__ = [
     "NetworkOutput",
     "head_bias_for",
 ]
-
-# Encoder widths at n_filters_scale 1; multiplied by n_filters_scale.
-BASE_WIDTHS: tuple[int, int, int] = (8, 16, 32)
-# Initial amplitude the amplitude head starts at, and the std of the head weights.
-AMPLITUDE_START = 0.5
-HEAD_WEIGHT_STD = 1e-3
-
-
-def encoder_widths(cfg: ModelConfig) -> tuple[int, int, int]:
-    return tuple(w * cfg.n_filters_scale for w in BASE_WIDTHS)  # type: ignore[return-value]
-
-
-def predicted_size(cfg: ModelConfig) -> int:
-    """Side of the object patch the decoder predicts: N/2 when only the centre is predicted."""
-    return cfg.N // 2 if cfg.predicts_center_only else cfg.N
-
-
-def decoder_widths(cfg: ModelConfig) -> tuple[int, ...]:
-    """One width per upsampling level, from the bottleneck (N/8) up to the predicted size."""
-    e1, e2, _e3 = encoder_widths(cfg)
-    levels = int(round(math.log2(predicted_size(cfg) / (cfg.N // 8))))
-    return (e2, e1, e1)[:levels]
-
-
-def head_bias_for(activation: str) -> float:
-    """Bias making ``activation(bias) == AMPLITUDE_START`` so every activation starts at 0.5."""
-    a = AMPLITUDE_START
-    if activation == "sigmoid":
-        return math.log(a / (1 - a))
-    if activation == "softplus":
-        return math.log(math.expm1(a))
-    if activation == "relu":
-        return a
-    if activation == "swish":
-        x = 1.0  # solve x * sigmoid(x) = a by Newton's method
-        for _ in range(50):
-            s = 1 / (1 + math.exp(-x))
-            f = x * s - a
-            x -= f / (s + x * s * (1 - s))
-        return x
-    raise ValueError(f"amp_activation: invalid value {activation!r}; expected sigmoid, swish, softplus or relu")
-
 
 _ACTIVATIONS = {"sigmoid": torch.sigmoid, "softplus": nn.functional.softplus, "relu": torch.relu, "swish": nn.functional.silu}
 
