@@ -100,8 +100,9 @@ def read_manifest(path: Path | str) -> dict[str, Any]:
         except (zipfile.BadZipFile, OSError) as exc:
             raise ModelArtifactError(f"{path}: corrupted or truncated model archive ({exc})") from None
         raise ModelArtifactError(f"{path}: archive holds no {MANIFEST_NAME}; not a model of this project")
-    if path.suffix == ".zip" or path.name.endswith(".h5.zip"):
-        raise ModelArtifactError(f"{path}: corrupted or truncated model archive (not a valid zip file)")
+    if path.suffix in (".zip", ".ckpt"):
+        what = "checkpoint" if path.suffix == ".ckpt" else "model archive"
+        raise ModelArtifactError(f"{path}: corrupted or truncated {what} (not a valid zip file)")
     raise ModelArtifactError(f"{path}: unrecognised model file (expected a model directory, {TF_ARCHIVE_NAME} or .ckpt)")
 
 
