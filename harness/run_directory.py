@@ -36,6 +36,20 @@ def _lock_owner(lock: Path) -> int | None:
         return None
 
 
+def _reserve(lock: Path, pid: int) -> bool:
+    """Create ``lock`` holding ``pid`` in one step (hard link of a written file): another run's
+    clean-up must never see the lock empty, take it for abandoned and hand the name out twice."""
+    draft = lock.with_name(f"{lock.name}.{pid}.draft")
+    draft.write_text(str(pid), encoding="ascii")
+    try:
+        os.link(draft, lock)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        draft.unlink(missing_ok=True)
+
+
 def clean_stale_staging(reports_dir: Path) -> list[Path]:
     """Remove staging folders and name reservations left by processes that no longer exist."""
     removed = []
@@ -73,12 +87,8 @@ class RunDirectory:
             if (self.reports_dir / name).exists():
                 continue
             lock = staging_root / f"{name}.lock"
-            try:
-                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
+            if not _reserve(lock, pid):
                 continue
-            with os.fdopen(fd, "w", encoding="ascii") as handle:
-                handle.write(str(pid))
             if (self.reports_dir / name).exists():  # published between our check and the lock
                 lock.unlink(missing_ok=True)
                 continue
