@@ -1,5 +1,5 @@
 """``python -m harness`` is the ``harness`` console script."""
 
-from harness.cli import main
+from harness.cli import run_and_exit
 
-raise SystemExit(main())
+run_and_exit()

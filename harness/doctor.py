@@ -594,10 +594,12 @@ def _workflows_pinning(root: Path) -> tuple[list[str], list[str]]:
         return [], []
     import yaml
 
+    from harness.yaml_loader import safe_load
+
     pinned, unpinned = [], []
     for path in sorted(folder.glob("*.yml")):
         try:
-            document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            document = safe_load(path.read_text(encoding="utf-8")) or {}
         except (OSError, yaml.YAMLError):
             unpinned.append(f"{path.name} (unreadable)")
             continue

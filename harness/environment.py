@@ -112,8 +112,9 @@ def _packages_of(python: str, full: bool) -> str:
     return _run([python, "-c", call], timeout=60)[1]
 
 
-def env_text(python: str, root: Path, full: bool = False) -> str:
-    """The contents of ``env.txt`` (brief §3.5 step 2); ``full`` adds every installed package (weekly)."""
+def env_text(python: str, root: Path, full: bool = False, git: GitInfo | None = None) -> str:
+    """The contents of ``env.txt`` (brief §3.5 step 2); ``full`` adds every installed package (weekly).
+    ``git``: the revision when the caller has already asked git (else it is asked here)."""
     sections = []
     _, version = _run([python, "-V"])
     sections.append(f"$ python -V\n{version}")
@@ -126,6 +127,6 @@ def env_text(python: str, root: Path, full: bool = False) -> str:
     else:
         sections.append(f"# CPU\nModel name: {cpu_model()}\nCPU(s): {os.cpu_count()}")
     sections.append(f"# platform\n{platform.platform()}\nhost: {socket.gethostname()}")
-    git = git_info(root)
+    git = git if git is not None else git_info(root)
     sections.append(f"# git\nsha: {git.sha}\nbranch: {git.branch}\ndirty: {git.dirty}")
     return "\n\n".join(sections) + "\n"

@@ -17,33 +17,26 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from harness import environment, github, shard
-from harness.catalog import Cadence, Catalog, Selector
-from harness.evaluation import (
-    EvaluationContext,
-    NoHistory,
-    blocking,
-    evaluate_run,
-    evaluate_selector,
-    prepare,
-    sort_alerts,
-)
-from harness.history import HistoryStore
+from harness import shard
 from harness.progress import make_progress
-from harness.pytest_report import bulk_allocation, classify, read_for_classification
-from harness.render import write_reports
-from harness.report_model import (
-    Gate,
-    RunInfo,
-    RunReport,
-    SelectorFiles,
-    SelectorResult,
-    SelectorState,
-)
-from harness.rules import RuleSet
 from harness.run_directory import RunDirectory
 from harness.runner import ProcessOutcome, Runner, SelectorPlan, plan_selector, utc_now
+from harness.states import SelectorState
+
+if TYPE_CHECKING:
+    from harness.catalog import Cadence, Catalog, Selector
+    from harness.report_model import RunReport, SelectorResult
+    from harness.rules import RuleSet
+
+# Everything after the tests (parsing, rules, history, reports, alert delivery) is imported by
+# the warm-up thread while the tests run, not before the first one starts: see
+# start_post_run_warm_up. The functions below import what they use from these.
+POST_RUN_MODULES = (
+    "harness.report_model", "harness.pytest_report", "harness.evaluation", "harness.history",
+    "harness.render", "harness.environment", "harness.github", "harness.alerting",
+)
 
 EXIT_PASSED = 0
 EXIT_GATE_FAILED = 1
@@ -101,6 +94,9 @@ class StopSignals:
 
 def selector_result(plan: SelectorPlan, outcome: ProcessOutcome, run_dir: RunDirectory) -> SelectorResult:
     """Combine what the runner saw and what pytest reported into one SelectorResult."""
+    from harness.pytest_report import classify, read_for_classification
+    from harness.report_model import SelectorFiles, SelectorResult
+
     selector = plan.selector
     report, problem = (None, None)
     if plan.json_path.exists():
@@ -151,6 +147,9 @@ def as_published(report: RunReport, run_dir: RunDirectory) -> RunReport:
     """The report with every path into the staging folder (recorded artifact paths, messages,
     argv) pointing where the run directory will be once published. Artifacts were inspected
     before this, while they were still in staging."""
+    from harness.pytest_report import bulk_allocation
+    from harness.report_model import RunReport
+
     staging, final = json.dumps(str(run_dir.staging))[1:-1], json.dumps(str(run_dir.final))[1:-1]
     text = report.to_json()
     if staging not in text:
@@ -168,6 +167,8 @@ def _ended(outcome: ProcessOutcome) -> str:
 
 
 def not_run_result(selector: Selector, reason: str) -> SelectorResult:
+    from harness.report_model import SelectorResult
+
     return SelectorResult(name=selector.name, title=selector.title, owner=selector.owner, argv=[], env=dict(selector.env),
                           state=SelectorState.NOT_RUN, reason=reason)
 
@@ -177,6 +178,8 @@ def _open_history(path: Path | None):
     if path is None:
         yield None
         return
+    from harness.history import HistoryStore
+
     store = HistoryStore.open(path)
     try:
         yield store
@@ -185,20 +188,22 @@ def _open_history(path: Path | None):
 
 
 def start_post_run_warm_up(*, dashboard: bool) -> threading.Thread:
-    """Import the post-run modules in a background thread while the tests run: alert delivery
-    (requests, routes, payload templates) and, when the page will be regenerated (history on),
-    the dashboard's chart modules and template (``dashboard.warm_up``).
+    """Import the post-run modules in a background thread while the tests run: parsing, rules,
+    history and reports (``POST_RUN_MODULES``), alert delivery (requests, routes, payload
+    templates) and, when the page will be regenerated (history on), the dashboard's chart modules
+    and template (``dashboard.warm_up``).
 
     The harness only waits on its pytest processes meanwhile, so this CPU time is taken from the
-    run instead of being added after it, when the user waits. The post-run code imports the same
-    modules (waiting on Python's import lock if one is still in progress, never importing twice);
-    a failure here is ignored and surfaces there. Not a daemon: the interpreter never exits
-    mid-import.
+    run instead of being added before or after it, while the user waits. The post-run code
+    imports the same modules (waiting on Python's import lock if one is still in progress, never
+    importing twice); a failure here is ignored and surfaces there. Not a daemon: the interpreter
+    never exits mid-import.
     """
 
     def warm_up() -> None:
         try:
-            importlib.import_module("harness.alerting")
+            for name in POST_RUN_MODULES:
+                importlib.import_module(name)
             if dashboard:
                 importlib.import_module("harness.dashboard").warm_up()
         except Exception:  # noqa: BLE001 - the post-run import raises it again
@@ -209,6 +214,36 @@ def start_post_run_warm_up(*, dashboard: bool) -> threading.Thread:
     return thread
 
 
+class EnvironmentCapture:
+    """``env.txt`` and the git revision, captured in a thread beside the tests (``pip show``'s
+    metadata scan and three git commands need not delay the first test)."""
+
+    def __init__(self, run_dir: RunDirectory, python: str, root: Path, *, full: bool) -> None:
+        self.root = root
+        self._git: Any = None
+        self._thread = threading.Thread(target=self._capture, args=(run_dir.staging / "env.txt", python, full),
+                                        name="environment-capture", daemon=True)
+
+    def start(self) -> None:
+        if self._thread.ident is None:  # not started yet
+            self._thread.start()
+
+    def _capture(self, target: Path, python: str, full: bool) -> None:
+        from harness import environment
+
+        self._git = environment.git_info(self.root)
+        target.write_text(environment.env_text(python, self.root, full=full, git=self._git), encoding="utf-8")
+
+    def git(self, timeout: float = 120) -> Any:
+        """The run's GitInfo (asked again here if the capture failed or is still stuck); starts
+        the capture first if no test started it."""
+        from harness import environment
+
+        self.start()
+        self._thread.join(timeout=timeout)
+        return self._git if self._git is not None else environment.git_info(self.root)
+
+
 def execute(request: RunRequest) -> RunOutcome:
     """Run the request's selectors and publish the report; returns the exit code to use."""
     started_dt = datetime.now(UTC)
@@ -216,24 +251,22 @@ def execute(request: RunRequest) -> RunOutcome:
     clock = time.monotonic()
     run_dir = RunDirectory(request.reports_dir, request.cadence.name, started_dt)
     catalog = request.catalog
-    python = catalog.python_executable(sys.executable)
-    env_thread = threading.Thread(
-        target=lambda: (run_dir.staging / "env.txt").write_text(
-            environment.env_text(python, catalog.root, full=request.cadence.environment_capture == "full"), encoding="utf-8"),
-        daemon=True,
-    )
-    env_thread.start()
-    host = environment.host_info()
+    capture = EnvironmentCapture(run_dir, catalog.python_executable(sys.executable), catalog.root,
+                                 full=request.cadence.environment_capture == "full")
     warnings: list[str] = []
     try:
         plans = [plan_selector(catalog, selector, run_dir.staging, run_dir.name) for selector in request.selectors]
         plans = shard.shard_plans(plans, request.shard, catalog)  # issue 8: test-split selectors get their slice
         progress = make_progress(request.progress, len(plans))
-        if plans:  # what follows the tests (alert delivery, the dashboard) imports while they run
+
+        def beside_the_tests() -> None:
+            """Once the first tests started: capture the environment, import what follows them."""
+            capture.start()
             start_post_run_warm_up(dashboard=request.history_path is not None)
+
         with StopSignals() as stop:
             try:
-                outcomes = Runner(plans, request.jobs, progress, stop.event).run()
+                outcomes = Runner(plans, request.jobs, progress, stop.event).run(on_launched=beside_the_tests)
             finally:
                 close = getattr(progress, "close", None)
                 if close:
@@ -251,6 +284,20 @@ def execute(request: RunRequest) -> RunOutcome:
             ordered += [name for name in results_by_name if name not in ordered]
             results = [results_by_name[name] for name in ordered]
 
+            from harness import environment
+            from harness.evaluation import (
+                EvaluationContext,
+                NoHistory,
+                blocking,
+                evaluate_run,
+                evaluate_selector,
+                prepare,
+                sort_alerts,
+            )
+            from harness.render import write_reports
+            from harness.report_model import Gate, RunInfo, RunReport
+
+            host = environment.host_info()
             with _open_history(request.history_path) as store:
                 ctx = EvaluationContext(rules=request.rules, history=store or NoHistory(), host_key=host.host_key,
                                         thresholds_mode=request.thresholds_mode, display_path=run_dir.relative)
@@ -270,7 +317,7 @@ def execute(request: RunRequest) -> RunOutcome:
                 else:
                     exit_code = EXIT_GATE_FAILED if blockers else EXIT_PASSED
                     status = "failed" if blockers else "passed"
-                env_thread.join(timeout=120)
+                git = capture.git()
                 report = RunReport(
                     run=RunInfo(
                         id=run_dir.name, cadence=request.cadence.name, started_at=started_at, finished_at=utc_now(),
@@ -278,7 +325,7 @@ def execute(request: RunRequest) -> RunOutcome:
                         rules=str(request.rules.path), root=str(catalog.root), jobs=request.jobs,
                         budget_s=request.cadence.budget_s, thresholds=request.thresholds_mode or "catalog",
                         changed_files=request.changed_files, harness_version=environment.__version__,
-                        git=environment.git_info(catalog.root), host=host, versions=environment.package_versions(),
+                        git=git, host=host, versions=environment.package_versions(),
                         shard=request.shard,  # issue 8
                     ),
                     gate=Gate(passed=not blockers and interrupted_by is None, fail_on=request.fail_on,  # type: ignore[arg-type]
@@ -312,6 +359,8 @@ def execute(request: RunRequest) -> RunOutcome:
             print(f"harness: run not published; partial files in {run_dir.staging}", file=sys.stderr)
             run_dir.lock.unlink(missing_ok=True)
         raise
+    from harness import github
+
     github.publish(report, run_dir.final)
     # issue 6: queue and send notifications of fired/resolved triggers (harness/alerting.py); never raises.
     from harness.alerting import after_run

@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness.errors import ConfigError
+from harness.yaml_loader import safe_load
 
 SEVERITIES = ("info", "warning", "medium", "high", "critical")
 SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
@@ -416,7 +417,7 @@ def format_validation_error(source: Path, error: ValidationError) -> str:
 def parse_routes(text: str, source: Path) -> RoutesConfig:
     """Validate the YAML text of a routes file; errors name the file and the field."""
     try:
-        raw = yaml.safe_load(text)
+        raw = safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from harness.catalog import format_validation_error
 from harness.errors import ConfigError
-from harness.report_model import SelectorState, Severity
+from harness.states import SelectorState, Severity
 
 ThresholdName = Literal["critical", "warning", "suspicious"]
 
@@ -206,9 +206,11 @@ def load_rules(path: Path) -> RuleSet:
     """Read and validate a rules YAML file; errors name the file, the trigger and the field."""
     import yaml
 
+    from harness.yaml_loader import safe_load
+
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: rules file not found") from None
     except yaml.YAMLError as exc:

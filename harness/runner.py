@@ -175,7 +175,9 @@ class Runner:
         self.clock = clock
         self._done: Queue[tuple[str, int, float]] = Queue()
 
-    def run(self) -> dict[str, ProcessOutcome]:
+    def run(self, on_launched: Callable[[], object] | None = None) -> dict[str, ProcessOutcome]:
+        """Run every plan; ``on_launched`` is called once, right after the first processes
+        started: work that can overlap the tests starts then, not before them."""
         outcomes = {plan.name: ProcessOutcome(name=plan.name) for plan in self.plans}
         pending = list(self.plans)
         running: dict[str, _Running] = {}
@@ -186,6 +188,9 @@ class Runner:
                 pending.clear()
             else:
                 self._start_what_fits(pending, running, outcomes)
+            if on_launched is not None:
+                on_launched()
+                on_launched = None
             self._wait_and_reap(running, outcomes)
             self._enforce_timeouts(running)
         return outcomes

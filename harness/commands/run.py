@@ -60,7 +60,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     from harness import pipeline, selection
-    from harness.render import seconds
 
     catalog = load_catalog(args)
     rules = load_rules(args, catalog)
@@ -90,6 +89,8 @@ def handle(args: argparse.Namespace) -> int:
         changed_files=changed, json_output=args.json, shard=None if spec is None else str(spec),
     )
     outcome = pipeline.execute(request)
+    from harness.render import seconds  # after the run: its import must not delay the first test
+
     report = outcome.report
     for warning in outcome.warnings:
         print(f"harness: warning: {warning}", file=sys.stderr)
