@@ -38,6 +38,7 @@ EPILOG = (
 
 
 from ptycho.cli_arguments import add_inference_arguments, add_training_arguments  # noqa: E402
+from ptycho.run_summary import inference_line, print_summary, train_line, write_inference_summary  # noqa: E402
 
 
 class UsageError(ValueError):
@@ -242,35 +243,32 @@ def _train_tensorflow(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
-def _print_train_summary(summary: dict[str, Any]) -> None:
-    losses = summary["history"]["train_loss"]
-    last = f", final loss {losses[-1]:.5g}" if losses else ""
-    print(
-        f"trained {summary['epochs']} epoch(s) on {summary['n_groups']} groups ({summary['accelerator']}"
-        f"{last}) -> {summary['checkpoint']} in {summary['timings_s']['total']:.1f} s"
-    )
+def _run_command(prog: str, argv: list[str] | None, parser: Callable[[], argparse.ArgumentParser], torch_module: str,
+                 run_tensorflow: Callable[[argparse.Namespace], dict[str, Any]],
+                 line: Callable[[dict[str, Any], argparse.Namespace], str]) -> int:
+    """One console script: pick the backend, run it, print its summary; a user's mistake (bad
+    flag value, data contract, model artifact, a file) is one line and exit 2."""
+    from ptycho.model_manifest import ModelArtifactError  # covers BackendMismatchError
+    from ptycho.raw_data import DataContractError
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    backend, rest = _split_backend(argv, parser)
+    try:
+        if backend == "pytorch":
+            return _torch_cli(prog, torch_module)(rest)
+        args = parser().parse_args(["--backend", backend, *rest])
+        summary = run_tensorflow(args)
+    except (UsageError, DataContractError, ModelArtifactError, OSError) as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    print_summary(summary, line(summary, args), as_json=args.json)
+    return 0
 
 
 def train_main(argv: list[str] | None = None) -> int:
     """``ptycho-train``."""
-    from ptycho.model_manifest import ModelArtifactError
-    from ptycho.raw_data import DataContractError
-
-    argv = sys.argv[1:] if argv is None else list(argv)
-    backend, rest = _split_backend(argv, train_parser)
-    try:
-        if backend == "pytorch":
-            return _torch_cli("ptycho-train", "ptycho_torch.train")(rest)
-        args = train_parser().parse_args(["--backend", backend, *rest])
-        summary = _train_tensorflow(args)
-    except (UsageError, DataContractError, ModelArtifactError, OSError) as exc:
-        print(f"ptycho-train: error: {exc}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps(summary, sort_keys=True))
-    else:
-        _print_train_summary(summary)
-    return 0
+    return _run_command("ptycho-train", argv, train_parser, "ptycho_torch.train", _train_tensorflow,
+                        lambda summary, args: train_line(summary))
 
 
 # --------------------------------------------------------------------------- infer
@@ -345,44 +343,14 @@ def _infer_tensorflow(args: argparse.Namespace) -> dict[str, Any]:
     )
     paths = write_reconstruction(args.output_dir, recon, timings)
     timings["total"] = time.perf_counter() - _T_START
-    summary = {
-        "backend": "tensorflow",
-        "device": "gpu" if "GPU" in device else "cpu",
-        "n_groups": recon.metadata["n_groups"],
-        "canvas_shape": recon.metadata["canvas_shape"],
-        "poisson_deviance": recon.metadata.get("poisson_deviance"),
-        "outputs": {k: str(v) for k, v in paths.items()},
-        "timings_s": {k: round(v, 4) for k, v in timings.items()},
-    }
-    (args.output_dir / "inference_summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
-    return summary
+    return write_inference_summary(args.output_dir, backend="tensorflow", device="gpu" if "GPU" in device else "cpu",
+                                   metadata=recon.metadata, paths=paths, timings=timings)
 
 
 def infer_main(argv: list[str] | None = None) -> int:
     """``ptycho-infer``."""
-    from ptycho.model_manifest import ModelArtifactError
-    from ptycho.raw_data import DataContractError
-
-    argv = sys.argv[1:] if argv is None else list(argv)
-    backend, rest = _split_backend(argv, infer_parser)
-    try:
-        if backend == "pytorch":
-            return _torch_cli("ptycho-infer", "ptycho_torch.inference")(rest)
-        args = infer_parser().parse_args(["--backend", backend, *rest])
-        summary = _infer_tensorflow(args)
-    except (UsageError, DataContractError, ModelArtifactError, OSError) as exc:
-        # ModelArtifactError covers BackendMismatchError (a pytorch model given to tensorflow).
-        print(f"ptycho-infer: error: {exc}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps(summary, sort_keys=True))
-    else:
-        t = summary["timings_s"]
-        print(
-            f"reconstructed {summary['n_groups']} groups on {summary['device']} -> {args.output_dir} "
-            f"(canvas {summary['canvas_shape'][0]}x{summary['canvas_shape'][1]}, {t['total']:.1f} s)"
-        )
-    return 0
+    return _run_command("ptycho-infer", argv, infer_parser, "ptycho_torch.inference", _infer_tensorflow,
+                        lambda summary, args: inference_line(summary, args.output_dir))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,7 +12,6 @@ backend), reported as one line on stderr; 1 an unexpected internal error (with t
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -28,6 +27,7 @@ from ptycho.workflows.reconstruction import (  # noqa: E402 - one writer for eve
     canvas_shape_of,
     write_reconstruction,
 )
+from ptycho.run_summary import inference_line, print_summary, write_inference_summary  # noqa: E402
 from ptycho.workflows.reconstruction import stitch_positions as transform_positions  # noqa: E402
 
 __all__ = [
@@ -301,17 +301,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     )
     paths = write_reconstruction(args.output_dir, recon, timings)
     timings["total"] = time.perf_counter() - _T_START
-    summary = {
-        "backend": "pytorch",
-        "device": str(device),
-        "n_groups": recon.metadata["n_groups"],
-        "canvas_shape": recon.metadata["canvas_shape"],
-        "poisson_deviance": recon.metadata.get("poisson_deviance"),
-        "outputs": {k: str(v) for k, v in paths.items()},
-        "timings_s": {k: round(v, 4) for k, v in timings.items()},
-    }
-    (args.output_dir / "inference_summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
-    return summary
+    return write_inference_summary(args.output_dir, backend="pytorch", device=str(device), metadata=recon.metadata,
+                                   paths=paths, timings=timings)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -326,14 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         # ModelArtifactError covers BackendMismatchError and invalid hyperparameters in a checkpoint.
         print(f"ptycho_torch.inference: error: {exc}", file=sys.stderr)
         return 2
-    if args.json:
-        print(json.dumps(summary, sort_keys=True))
-    else:
-        t = summary["timings_s"]
-        print(
-            f"reconstructed {summary['n_groups']} groups on {summary['device']} -> {args.output_dir} "
-            f"(canvas {summary['canvas_shape'][0]}x{summary['canvas_shape'][1]}, {t['total']:.1f} s)"
-        )
+    print_summary(summary, inference_line(summary, args.output_dir), as_json=args.json)
     return 0
 
 

@@ -20,6 +20,8 @@ import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
+from ptycho.run_summary import print_summary, train_line  # noqa: E402
+
 __all__ = ["main", "build_configs"]
 
 
@@ -177,15 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not summary.pop("is_global_zero"):
         return 0
-    if args.json:
-        print(json.dumps(summary, sort_keys=True))
-    else:
-        losses = summary["history"]["train_loss"]
-        last = f", final loss {losses[-1]:.5g}" if losses else ""
-        print(
-            f"trained {summary['epochs']} epoch(s) on {summary['n_groups']} groups ({summary['accelerator']}"
-            f"{last}) -> {summary['checkpoint']} in {summary['timings_s']['total']:.1f} s"
-        )
+    print_summary(summary, train_line(summary), as_json=args.json)
     return 0
 
 
