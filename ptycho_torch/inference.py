@@ -25,6 +25,7 @@ import numpy as np  # noqa: E402  (after the start stamp: the CLI reports its im
 from ptycho.workflows.reconstruction import (  # noqa: E402 - one writer for every backend
     Reconstruction,
     canvas_shape_of,
+    reconstruction_metadata,
     write_reconstruction,
 )
 from ptycho.run_summary import inference_line, print_summary, write_inference_summary  # noqa: E402
@@ -210,16 +211,7 @@ def reconstruct(
         amp * np.exp(1j * phase), positions, raw.probeGuess, canvas, predicted_size(cfg), flip_x, flip_y, transpose, device
     )
     timings["stitching"] = time.perf_counter() - t
-    meta: dict[str, Any] = {
-        "n_groups": int(len(grouped.X)),
-        "gridsize": cfg.gridsize,
-        "N": cfg.N,
-        "canvas_shape": list(canvas),
-        "flip_x": flip_x,
-        "flip_y": flip_y,
-        "transpose": transpose,
-        "normalization_scale": float(grouped.scale),
-    }
+    meta = reconstruction_metadata(grouped, cfg, canvas, flip_x=flip_x, flip_y=flip_y, transpose=transpose)
     if with_deviance:
         meta["poisson_deviance"] = deviance_of_prediction(predicted, grouped)
     return Reconstruction(obj, positions.reshape(-1, 2), grouped.indices.reshape(-1), meta), grouped

@@ -30,7 +30,12 @@ from ptycho.model_manager import load_model, save_model
 from ptycho.physics import poisson_deviance
 from ptycho.raw_data import GroupedData, RawData, generate_grouped_data
 from ptycho.workflows.adam import TorchAdam
-from ptycho.workflows.reconstruction import Reconstruction, canvas_shape_of, stitch_positions
+from ptycho.workflows.reconstruction import (
+    Reconstruction,
+    canvas_shape_of,
+    reconstruction_metadata,
+    stitch_positions,
+)
 from ptycho import tf_helper
 
 __all__ = [
@@ -294,16 +299,7 @@ def reconstruct(
     weights = patch_weights(cfg.N, raw.probeGuess, crop=predicted_size(cfg))
     obj = tf_helper.reassemble_position(patches, flat_positions, canvas, weights).numpy()
     timings["stitching"] = time.perf_counter() - t
-    meta: dict[str, Any] = {
-        "n_groups": int(len(grouped.X)),
-        "gridsize": cfg.gridsize,
-        "N": cfg.N,
-        "canvas_shape": list(canvas),
-        "flip_x": flip_x,
-        "flip_y": flip_y,
-        "transpose": transpose,
-        "normalization_scale": float(grouped.scale),
-    }
+    meta = reconstruction_metadata(grouped, cfg, canvas, flip_x=flip_x, flip_y=flip_y, transpose=transpose)
     if with_deviance:
         t = time.perf_counter()
         meta["poisson_deviance"] = poisson_deviance_on(model, grouped, batch_size)

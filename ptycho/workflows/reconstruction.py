@@ -19,7 +19,7 @@ from ptycho.raw_data import RawData, write_npz_deterministic
 from ptycho.stitching import canvas_shape_for
 
 __all__ = [
-    "Reconstruction", "canvas_shape_of", "stitch_positions", "write_reconstruction", "PNG_NAMES",
+    "Reconstruction", "canvas_shape_of", "reconstruction_metadata", "stitch_positions", "write_reconstruction", "PNG_NAMES",
     "save_png", "amplitude_image", "phase_image",
 ]
 
@@ -42,6 +42,22 @@ class Reconstruction:
     @property
     def phase(self) -> np.ndarray:
         return np.angle(self.obj).astype(np.float32)
+
+
+def reconstruction_metadata(grouped: Any, cfg: Any, canvas: tuple[int, int], *, flip_x: bool, flip_y: bool,
+                            transpose: bool) -> dict[str, Any]:
+    """What every backend records of how a reconstruction was made (``Reconstruction.metadata``);
+    ``grouped`` is the grouped data the network saw, ``cfg`` its ModelConfig."""
+    return {
+        "n_groups": int(len(grouped.X)),
+        "gridsize": cfg.gridsize,
+        "N": cfg.N,
+        "canvas_shape": list(canvas),
+        "flip_x": flip_x,
+        "flip_y": flip_y,
+        "transpose": transpose,
+        "normalization_scale": float(grouped.scale),
+    }
 
 
 def canvas_shape_of(raw: RawData, n: int, M: int | None = None) -> tuple[int, int]:
