@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from harness import shard
 from harness.progress import make_progress
@@ -27,7 +27,7 @@ from harness.states import SelectorState
 
 if TYPE_CHECKING:
     from harness.catalog import Cadence, Catalog, Selector
-    from harness.report_model import RunReport, SelectorResult
+    from harness.report_model import GitInfo, RunReport, SelectorResult
     from harness.rules import RuleSet
 
 # Everything after the tests (parsing, rules, history, reports, alert delivery) is imported by
@@ -220,7 +220,7 @@ class EnvironmentCapture:
 
     def __init__(self, run_dir: RunDirectory, python: str, root: Path, *, full: bool) -> None:
         self.root = root
-        self._git: Any = None
+        self._git: GitInfo | None = None
         self._thread = threading.Thread(target=self._capture, args=(run_dir.staging / "env.txt", python, full),
                                         name="environment-capture", daemon=True)
 
@@ -234,7 +234,7 @@ class EnvironmentCapture:
         self._git = environment.git_info(self.root)
         target.write_text(environment.env_text(python, self.root, full=full, git=self._git), encoding="utf-8")
 
-    def git(self, timeout: float = 120) -> Any:
+    def git(self, timeout: float = 120) -> GitInfo:
         """The run's GitInfo (asked again here if the capture failed or is still stuck); starts
         the capture first if no test started it."""
         from harness import environment
