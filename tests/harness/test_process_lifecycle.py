@@ -95,3 +95,24 @@ def test_the_report_and_env_txt_name_the_same_git_revision(tmp_path):
     assert recorded == {"sha": sha, "branch": "work", "dirty": True}
     env_txt = (result.run_dirs[-1] / "env.txt").read_text()
     assert f"sha: {sha}\nbranch: work\ndirty: True" in env_txt
+
+
+def test_what_runs_before_the_first_test_imports_none_of_the_post_run_work():
+    """`harness run` validates the catalog and rules, plans and launches; the report models,
+    history, rendering, alert delivery and charts are imported beside the tests (pipeline.
+    POST_RUN_MODULES), so a module-level import creeping into that path fails here."""
+    probe = textwrap.dedent("""
+        import sys
+        import harness.cli, harness.commands.run, harness.pipeline, harness.selection, harness.shard
+        from harness.catalog import load_catalog
+        from harness.rules import load_rules
+        load_catalog("harness/catalog.toml")
+        load_rules("alerts/rules.yaml")
+        post_run = {"harness.report_model", "harness.pytest_report", "harness.evaluation", "harness.history",
+                    "harness.render", "harness.alerting", "harness.dashboard", "harness.environment",
+                    "jinja2", "requests", "sqlite3", "matplotlib", "numpy", "rich"}
+        print(sorted(post_run & set(sys.modules)))
+    """)
+    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
