@@ -37,12 +37,8 @@ EPILOG = (
 )
 
 
-from ptycho.cli_arguments import add_inference_arguments, add_training_arguments  # noqa: E402
-from ptycho.run_summary import inference_line, print_summary, train_line, write_inference_summary  # noqa: E402
-
-
-class UsageError(ValueError):
-    """A user's mistake on the command line."""
+from ptycho.cli_arguments import UsageError, add_inference_arguments, add_training_arguments  # noqa: E402
+from ptycho.run_summary import finish, inference_line, train_line, write_inference_summary  # noqa: E402
 
 
 def _add_backend(p: argparse.ArgumentParser) -> None:
@@ -246,23 +242,18 @@ def _train_tensorflow(args: argparse.Namespace) -> dict[str, Any]:
 def _run_command(prog: str, argv: list[str] | None, parser: Callable[[], argparse.ArgumentParser], torch_module: str,
                  run_tensorflow: Callable[[argparse.Namespace], dict[str, Any]],
                  line: Callable[[dict[str, Any], argparse.Namespace], str]) -> int:
-    """One console script: pick the backend, run it, print its summary; a user's mistake (bad
-    flag value, data contract, model artifact, a file) is one line and exit 2."""
-    from ptycho.model_manifest import ModelArtifactError  # covers BackendMismatchError
-    from ptycho.raw_data import DataContractError
-
+    """One console script: pick the backend and run it (torch: its own CLI's ``main``)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     backend, rest = _split_backend(argv, parser)
-    try:
-        if backend == "pytorch":
-            return _torch_cli(prog, torch_module)(rest)
-        args = parser().parse_args(["--backend", backend, *rest])
-        summary = run_tensorflow(args)
-    except (UsageError, DataContractError, ModelArtifactError, OSError) as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
-    print_summary(summary, line(summary, args), as_json=args.json)
-    return 0
+    if backend == "pytorch":
+        try:
+            torch_main = _torch_cli(prog, torch_module)
+        except UsageError as exc:  # POLICY-001: torch is not installed
+            print(f"{prog}: error: {exc}", file=sys.stderr)
+            return 2
+        return torch_main(rest)
+    args = parser().parse_args(["--backend", backend, *rest])
+    return finish(prog, lambda: run_tensorflow(args), lambda summary: line(summary, args), as_json=args.json)
 
 
 def train_main(argv: list[str] | None = None) -> int:

@@ -1,13 +1,18 @@
 """The training and inference flags, defined once for every command line that takes them
 (``ptycho-train``/``ptycho-infer`` and ``python -m ptycho_torch.train``/``.inference``), so the
-backends cannot drift apart. Free of torch and TensorFlow: ``--help`` stays instant."""
+backends cannot drift apart, and the error a misused flag raises. Free of torch and TensorFlow:
+``--help`` stays instant."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-__all__ = ["add_training_arguments", "add_inference_arguments"]
+__all__ = ["add_training_arguments", "add_inference_arguments", "UsageError"]
+
+
+class UsageError(ValueError):
+    """A user's mistake on the command line (exit 2, one line, no traceback)."""
 
 
 def add_training_arguments(p: argparse.ArgumentParser) -> None:

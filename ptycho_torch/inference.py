@@ -28,7 +28,8 @@ from ptycho.workflows.reconstruction import (  # noqa: E402 - one writer for eve
     reconstruction_metadata,
     write_reconstruction,
 )
-from ptycho.run_summary import inference_line, print_summary, write_inference_summary  # noqa: E402
+from ptycho.cli_arguments import UsageError  # noqa: E402
+from ptycho.run_summary import finish, inference_line, write_inference_summary  # noqa: E402
 from ptycho.workflows.reconstruction import stitch_positions as transform_positions  # noqa: E402
 
 __all__ = [
@@ -44,10 +45,6 @@ __all__ = [
     "write_reconstruction",
     "main",
 ]
-
-
-class UsageError(ValueError):
-    """A user's mistake on the command line (exit 2, one line, no traceback)."""
 
 
 def select_device(accelerator: str) -> "torch.device":  # noqa: F821
@@ -298,19 +295,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ptycho.model_manifest import ModelArtifactError
-    from ptycho.raw_data import DataContractError
-
     args = _parser().parse_args(argv)
-    try:
+
+    def work() -> dict[str, Any]:
         _check_args(args)
-        summary = run(args)
-    except (UsageError, DataContractError, ModelArtifactError, OSError) as exc:
-        # ModelArtifactError covers BackendMismatchError and invalid hyperparameters in a checkpoint.
-        print(f"ptycho_torch.inference: error: {exc}", file=sys.stderr)
-        return 2
-    print_summary(summary, inference_line(summary, args.output_dir), as_json=args.json)
-    return 0
+        return run(args)
+
+    return finish("ptycho_torch.inference", work, lambda summary: inference_line(summary, args.output_dir),
+                  as_json=args.json)
 
 
 if __name__ == "__main__":

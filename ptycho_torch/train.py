@@ -20,7 +20,8 @@ import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
-from ptycho.run_summary import print_summary, train_line  # noqa: E402
+from ptycho.cli_arguments import UsageError  # noqa: E402
+from ptycho.run_summary import finish, train_line  # noqa: E402
 
 __all__ = ["main", "build_configs"]
 
@@ -35,10 +36,6 @@ def _parser() -> argparse.ArgumentParser:
 
     add_training_arguments(p)
     return p
-
-
-class UsageError(ValueError):
-    """A user's mistake on the command line."""
 
 
 def build_configs(args: argparse.Namespace):
@@ -167,20 +164,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ptycho.model_manifest import ModelArtifactError
-    from ptycho.raw_data import DataContractError
-
     args = _parser().parse_args(argv)
-    try:
+
+    def work() -> dict[str, Any] | None:
         _preflight(args)
         summary = run(args)
-    except (UsageError, DataContractError, ModelArtifactError, OSError) as exc:
-        print(f"ptycho_torch.train: error: {exc}", file=sys.stderr)
-        return 2
-    if not summary.pop("is_global_zero"):
-        return 0
-    print_summary(summary, train_line(summary), as_json=args.json)
-    return 0
+        return summary if summary.pop("is_global_zero") else None  # only rank zero reports
+
+    return finish("ptycho_torch.train", work, train_line, as_json=args.json)
 
 
 if __name__ == "__main__":
