@@ -12,7 +12,7 @@ import numpy as np
 
 from ptycho.physics import bilinear_taps
 
-__all__ = ["patch_weights", "reassemble_patches", "canvas_shape_for"]
+__all__ = ["patch_weights", "reassemble_patches", "canvas_shape_for", "summed_illumination"]
 
 
 def patch_weights(n: int, probe: np.ndarray | None = None, crop: int | None = None) -> np.ndarray:
@@ -82,3 +82,21 @@ def reassemble_patches(
     covered = total > 1e-12
     out[covered] = canvas[covered] / total[covered]
     return out.astype(np.complex64 if dtype == np.complex128 else np.float32)
+
+
+def summed_illumination(probe: np.ndarray, positions: np.ndarray, canvas_shape: tuple[int, int]) -> np.ndarray:
+    """Summed probe intensity over every scan position: ``sum_i |P|^2`` placed at ``positions``
+    (P, 2) as (x, y) with the same bilinear splatting as the stitching. (H, W) float64.
+
+    Where it is high the object was seen often and brightly; the evaluator scores only there."""
+    intensity = np.abs(np.asarray(probe)) ** 2
+    n = intensity.shape[-1]
+    if intensity.shape != (n, n):
+        raise ValueError(f"probe: expected a square (N, N) array, got {intensity.shape}")
+    positions = np.asarray(positions, dtype=np.float64).reshape(-1, 2)
+    total = np.zeros(canvas_shape, dtype=np.float64)
+    row0, col0, fr, fc = bilinear_taps(positions, n)
+    for d_row, d_col in ((0, 0), (0, 1), (1, 0), (1, 1)):
+        tap = ((fr if d_row else 1 - fr) * (fc if d_col else 1 - fc))[:, None, None]
+        _splat(total, tap * intensity, row0 + d_row, col0 + d_col)
+    return total
