@@ -200,14 +200,16 @@ class HistoryStore:
                 """
                 INSERT INTO selector_results (run_id, selector, state, reason, exit_code, report_exitcode, wall_s,
                     session_s, tests_s, runtime_s, runtime_measure, total, passed, failed, error, skipped, xfailed,
-                    xpassed, rerun, collected, deselected)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    xpassed, rerun, collected, deselected, cpu_s)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """,
                 (
                     run_id, result.name, result.state.value, result.reason, result.exit_code, result.report_exitcode,
                     result.wall_s, result.session_s, result.tests_s, result.runtime_s, result.runtime_measure,
                     counts.total, counts.passed, counts.failed, counts.error, counts.skipped, counts.xfailed,
                     counts.xpassed, counts.rerun, counts.collected, counts.deselected,
+                    # CPU seconds of the process tree, where the runner measured them (None otherwise).
+                    getattr(result, "cpu_s", None),
                 ),
             )
             result_id = int(cursor.lastrowid)

@@ -148,3 +148,30 @@ MIGRATIONS.append(Migration(2, ALERT_DELIVERY_NAME, ALERT_DELIVERY_SQL))
 
 def latest_version() -> int:
     return MIGRATIONS[-1].version if MIGRATIONS else 0
+
+# --- change points, host baselines and quarantine (harness/changepoints.py): migration 3 ---------
+# Additive only, so a history written by an older harness migrates in place: the new column is
+# NULL on old rows (read as "not measured"), and the new table starts empty.
+MIGRATIONS.append(Migration(
+    3,
+    "series: CPU seconds of a selector's process tree; accepted baselines (who, why, from which run)",
+    """
+    ALTER TABLE selector_results ADD COLUMN cpu_s REAL;
+
+    -- `harness baseline accept`: change-point rules judge a series only by the runs after
+    -- after_run_id. series is 'runtime', 'test:<nodeid>', 'figure:<name>' or '*' (all of the
+    -- selector's series); host_key NULL means every host.
+    CREATE TABLE baseline_accepts (
+        id INTEGER PRIMARY KEY,
+        selector TEXT NOT NULL,
+        host_key TEXT,
+        series TEXT NOT NULL DEFAULT '*',
+        after_run_id INTEGER NOT NULL,
+        accepted_by TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX baseline_accepts_lookup ON baseline_accepts (selector, id);
+    CREATE INDEX runs_by_host ON runs (host_key, started_at);
+    """,
+))
