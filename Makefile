@@ -14,7 +14,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[ptycho,dev]'
 	touch $(STAMP)
 
 install: $(STAMP) bytecode

@@ -28,7 +28,7 @@ from typing import Any, TextIO
 
 import jinja2
 
-from harness import artifacts, environment
+from harness import artifacts, environment, process_tree
 from harness.alert_payloads import DEFAULT_TEMPLATES
 from harness.catalog import Catalog, Selector
 from harness.errors import ConfigError, HarnessError
@@ -40,9 +40,8 @@ from harness.pytest_report import classify, read_for_classification
 from harness.report_model import GOOD_STATES, Alert, RunReport, SelectorFiles, SelectorResult
 from harness.routes import owners_of
 from harness.rules import RuleSet
-from harness.runner import pytest_argv, selector_environment
+from harness.runner import STOP_GRACE_S, pytest_argv, selector_environment, with_plugin_path
 
-STOP_GRACE_S = 5.0
 TRACE_LINES = 120          # of each failing test's longrepr in document.md
 MAX_FAILURES_SHOWN = 5
 LOG_TAIL_LINES = 60        # of failure.log when no test failure explains the state
@@ -199,13 +198,11 @@ class TeeOutcome:
 def run_tee(argv: list[str], env: dict[str, str], cwd: Path, log_path: Path, timeout_s: float,
             echo: TextIO | None) -> TeeOutcome:
     """Run ``argv`` with stdout and stderr merged, written to ``log_path`` and echoed live
-    (``| tee failure.log``); the whole process group is stopped at ``timeout_s`` or on Ctrl-C."""
+    (``| tee failure.log``); the whole process tree is stopped at ``timeout_s`` or on Ctrl-C,
+    the same way the runner stops a selector (harness.process_tree)."""
     start = time.monotonic()
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(  # noqa: S603 - argv list from the validated catalog
-            argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        process = process_tree.start_guarded(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
         def pump() -> None:
             assert process.stdout is not None
@@ -216,39 +213,29 @@ def run_tee(argv: list[str], env: dict[str, str], cwd: Path, log_path: Path, tim
                     echo.write(line.decode("utf-8", errors="replace"))
                     echo.flush()
 
+        finished: list[process_tree.Finished] = []
         reader = threading.Thread(target=pump, daemon=True)
+        waiter = threading.Thread(target=lambda: finished.append(process_tree.wait_tree(process)), daemon=True)
         reader.start()
+        waiter.start()
         timed_out = False
         try:
             try:
-                process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-                _stop_group(process)
-        except KeyboardInterrupt:
-            _stop_group(process)
-            raise
+                waiter.join(timeout=timeout_s)
+                if waiter.is_alive():
+                    timed_out = True
+                    process_tree.stop_tree(process, lambda: bool(finished), STOP_GRACE_S)
+            except KeyboardInterrupt:
+                process_tree.stop_tree(process, lambda: bool(finished), STOP_GRACE_S)
+                raise
         finally:
+            waiter.join(timeout=10)
             reader.join(timeout=10)
     code = process.returncode
     name = None
     if code is not None and code < 0:
         name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
     return TeeOutcome(exit_code=code, wall_s=round(time.monotonic() - start, 3), timed_out=timed_out, signal=name)
-
-
-def _stop_group(process: subprocess.Popen) -> None:
-    """SIGINT (pytest then writes its partial report), SIGKILL after a grace period."""
-    for signum, wait in ((signal.SIGINT, STOP_GRACE_S), (signal.SIGKILL, STOP_GRACE_S)):
-        try:
-            os.killpg(process.pid, signum)
-        except (ProcessLookupError, PermissionError):
-            return
-        try:
-            process.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 def reproduction_argv(selector: Selector) -> list[str]:
@@ -426,10 +413,9 @@ def reproduce(request: ReproduceRequest) -> Reproduction:
     staging.mkdir()
     try:
         python = catalog.python_executable(sys.executable)
-        with_plugin = Path(python).resolve() == Path(sys.executable).resolve()
         repro_selector = selector.model_copy(update={"args": tuple(reproduction_argv(selector))})
-        argv = pytest_argv(catalog, repro_selector, python, staging, with_plugin=with_plugin)
-        env = selector_environment(repro_selector, f"escalation-{stamp}")
+        argv = pytest_argv(catalog, repro_selector, python, staging)
+        env = with_plugin_path(selector_environment(repro_selector, f"escalation-{stamp}"))
         env["CUDA_VISIBLE_DEVICES"] = ""  # brief §3.5 step 1, whatever the catalog says
         env_thread_result: dict[str, str] = {}
         env_thread = threading.Thread(

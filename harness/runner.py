@@ -1,8 +1,9 @@
 """Run selectors as pytest subprocesses, concurrently within a CPU budget, and time them.
 
-One process per selector, started from an argv list in its own session (so the whole process
-group can be stopped), stdout/stderr straight to files in the run directory. The harness
-measures wall time itself: a killed pytest reports nothing.
+One process per selector, started from an argv list under a guard in its own session
+(harness.process_tree: the whole tree ends with the harness, however the harness ends),
+stdout/stderr straight to files in the run directory. The harness measures wall time and the
+tree's CPU time itself: a killed pytest reports nothing.
 """
 
 from __future__ import annotations
@@ -19,32 +20,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from queue import Empty, Queue
 
+from harness import process_tree
 from harness.catalog import Catalog, Selector
 
-def _parent_death_signal() -> Callable[[], None] | None:
-    """Linux: a preexec function that makes the kernel SIGKILL pytest if the harness dies
-    (a harness killed with SIGKILL cannot stop its children itself). Resolved before any fork,
-    so the child only calls a ready function pointer."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        import ctypes
-
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    pr_set_pdeathsig = 1
-
-    def set_signal() -> None:
-        prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
-
-    return set_signal
-
-
-_PREEXEC = _parent_death_signal()
-
 # On a stop request or a timeout the group first gets SIGINT (pytest then writes a partial,
-# "interrupted" JSON report), and SIGKILL if it is still there after this many seconds.
+# "interrupted" JSON report); if it is still there after this many seconds, the guard kills the
+# whole tree, and this many seconds later still, the group gets SIGKILL.
 STOP_GRACE_S = 5.0
 
 
@@ -76,6 +57,7 @@ class ProcessOutcome:
     exit_code: int | None = None
     signal: str | None = None
     wall_s: float | None = None
+    cpu_s: float | None = None  # user + system seconds of the whole process tree
     started_at: str | None = None
     finished_at: str | None = None
     timed_out: bool = False
@@ -87,8 +69,27 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def pytest_argv(catalog: Catalog, selector: Selector, python: str, directory: Path, *, with_plugin: bool) -> list[str]:
-    """The pytest command line of one selector (an argv list, never a shell string)."""
+# The pytest plugins the harness adds to every selector's process live in a folder of their own
+# that goes on the child's PYTHONPATH: the environment under test needs only pytest,
+# pytest-json-report and pytest-timeout, never the harness or its dependencies, and which
+# interpreter runs pytest does not matter. The folder holds nothing but these uniquely named,
+# standard-library-only modules, so it cannot shadow anything of the project under test.
+PLUGIN_DIR = Path(__file__).resolve().parent / "pytest_plugins"
+ENVIRONMENT_PLUGIN = "harness_pytest_plugin"
+
+
+def with_plugin_path(env: dict[str, str]) -> dict[str, str]:
+    """``env`` with :data:`PLUGIN_DIR` appended to ``PYTHONPATH`` (the project's own entries
+    keep precedence). Applied to the final environment, after any filtering of it."""
+    entries = [entry for entry in env.get("PYTHONPATH", "").split(os.pathsep) if entry]
+    if str(PLUGIN_DIR) not in entries:
+        entries.append(str(PLUGIN_DIR))
+    return {**env, "PYTHONPATH": os.pathsep.join(entries)}
+
+
+def pytest_argv(catalog: Catalog, selector: Selector, python: str, directory: Path) -> list[str]:
+    """The pytest command line of one selector (an argv list, never a shell string); it loads
+    the harness's plugin, which the environment from :func:`with_plugin_path` makes importable."""
     argv = [python, "-m", "pytest", *catalog.pytest_args, *selector.args]
     argv += [
         "-p", "no:cacheprovider",
@@ -99,9 +100,8 @@ def pytest_argv(catalog: Catalog, selector: Selector, python: str, directory: Pa
         f"--timeout={selector.test_timeout_s:g}",
         f"--timeout-method={selector.timeout_method}",
         f"--basetemp={directory / 'tmp'}",
+        "-p", ENVIRONMENT_PLUGIN,
     ]
-    if with_plugin:
-        argv += ["-p", "harness.pytest_plugin"]
     if selector.reruns:
         argv += [f"--reruns={selector.reruns}"]
     return argv
@@ -122,11 +122,10 @@ def plan_selector(catalog: Catalog, selector: Selector, run_dir: Path, run_id: s
     directory = run_dir / "selectors" / selector.name
     directory.mkdir(parents=True, exist_ok=True)
     python = catalog.python_executable(sys.executable)
-    with_plugin = Path(python).resolve() == Path(sys.executable).resolve()
     return SelectorPlan(
         selector=selector,
-        argv=pytest_argv(catalog, selector, python, directory, with_plugin=with_plugin),
-        env=selector_environment(selector, run_id),
+        argv=pytest_argv(catalog, selector, python, directory),
+        env=with_plugin_path(selector_environment(selector, run_id)),
         cwd=catalog.root,
         directory=directory,
         json_path=directory / "pytest.json",
@@ -152,6 +151,7 @@ class _Running:
     process: subprocess.Popen
     started: float
     stop_sent: float | None = None
+    steps_sent: int = 0
     timed_out: bool = False
     interrupted: bool = False
     handles: list = field(default_factory=list)
@@ -216,20 +216,14 @@ class Runner:
         outcome.started_at = utc_now()
         start = self.clock()
         try:
-            process = subprocess.Popen(  # noqa: S603 - argv list from the validated catalog
-                plan.argv,
-                cwd=plan.cwd,
-                env=plan.env,
-                stdin=subprocess.DEVNULL,
-                stdout=stdout,
-                stderr=stderr,
-                start_new_session=True,
-                preexec_fn=_PREEXEC,  # noqa: PLW1509 - no locks taken, see _parent_death_signal
-            )
+            process = process_tree.start_guarded(plan.argv, cwd=plan.cwd, env=plan.env, stdout=stdout, stderr=stderr)
         except OSError as exc:
             stdout.close()
             stderr.close()
-            outcome.start_error = f"cannot start {plan.argv[0]}: {exc.strerror or exc}"
+            if not plan.cwd.is_dir():  # Popen blames the program for a missing working directory
+                outcome.start_error = f"cannot start {plan.name}: the catalog's root {plan.cwd} is not a directory"
+            else:
+                outcome.start_error = f"cannot start {plan.argv[0]}: {exc.strerror or exc}"
             outcome.finished_at = utc_now()
             outcome.wall_s = 0.0
             self.progress.finished(plan, outcome)
@@ -241,24 +235,25 @@ class Runner:
         return item
 
     def _wait_for(self, name: str, process: subprocess.Popen) -> None:
-        code = process.wait()
-        self._done.put((name, code, self.clock()))
+        finished = process_tree.wait_tree(process)
+        self._done.put((name, finished.returncode, self.clock(), finished.cpu_s))
 
     def _wait_and_reap(self, running: dict[str, _Running], outcomes: dict) -> None:
         if not running:
             return
         try:
-            name, code, end = self._done.get(timeout=0.1)
+            name, code, end, cpu_s = self._done.get(timeout=0.1)
         except Empty:
             self.progress.tick({n: (item.plan, item.started) for n, item in running.items()})
             return
         item = running.pop(name)
         for handle in item.handles:
             handle.close()
-        # Whatever the tests started and left behind (a CLI under a killed test) goes too.
-        _signal_group(item.process, signal.SIGKILL)
+        # The guard killed whatever the tests left behind; a guard killed itself leaves its group.
+        process_tree.kill_group(item.process)
         outcome = outcomes[name]
         outcome.wall_s = round(end - item.started, 3)
+        outcome.cpu_s = cpu_s
         outcome.finished_at = utc_now()
         outcome.timed_out = item.timed_out
         outcome.interrupted = item.interrupted
@@ -275,22 +270,20 @@ class Runner:
             if item.stop_sent is None and now - item.started > item.plan.selector.timeout_s:
                 item.timed_out = True
                 self._stop(item, interrupted=False)
-            elif item.stop_sent is not None and now - item.stop_sent > STOP_GRACE_S:
-                _signal_group(item.process, signal.SIGKILL)
+            elif item.stop_sent is not None and now - item.stop_sent > STOP_GRACE_S * item.steps_sent:
+                self._next_stop_step(item)
 
     def _stop(self, item: _Running, *, interrupted: bool) -> None:
         if item.stop_sent is not None:
             return
         item.interrupted = item.interrupted or interrupted
         item.stop_sent = self.clock()
-        _signal_group(item.process, signal.SIGINT)
+        self._next_stop_step(item)
 
+    @staticmethod
+    def _next_stop_step(item: _Running) -> None:
+        """SIGINT, the guard's tear-down, SIGKILL to the group (process_tree.STOP_STEPS)."""
+        if item.steps_sent < len(process_tree.STOP_STEPS):
+            process_tree.STOP_STEPS[item.steps_sent](item.process)
+            item.steps_sent += 1
 
-def _signal_group(process: subprocess.Popen, signum: int) -> None:
-    """Signal the selector's whole process group (pytest and whatever it started)."""
-    if process.poll() is not None and signum != signal.SIGKILL:
-        return
-    try:
-        os.killpg(process.pid, signum)
-    except (ProcessLookupError, PermissionError):
-        pass

@@ -7,7 +7,7 @@ every shard computes the same plan without talking to the others:
   thresholds as the cost), ties broken by name. Selectors of other shards are recorded as
   ``not_run`` with the shard that runs them, so each shard's report lists the whole cadence.
 - A selector with ``shard_by = "test"`` (a large suite such as ``tests/torch/``) runs in every
-  shard; ``harness.shard_plugin`` keeps the i-th contiguous chunk of its collected test ids
+  shard; the pytest plugin ``harness_shard_plugin`` keeps the i-th contiguous chunk of its collected test ids
   (after ``-k``/``-m``) and reports the rest as deselected.
 
 ``harness merge`` puts the shard run directories back together (harness/merge.py).
@@ -16,16 +16,14 @@ every shard computes the same plan without talking to the others:
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 from harness.catalog import Catalog, Selector
 from harness.errors import HarnessError
 
 SHARD_ENV = "HARNESS_SHARD_TESTS"
-PLUGIN = "harness.shard_plugin"
+PLUGIN = "harness_shard_plugin"  # in harness/pytest_plugins/, on every selector's PYTHONPATH
 _SPEC = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 
 
@@ -103,17 +101,12 @@ def narrow(selectors: list[Selector], not_required: dict[str, str], spec: ShardS
     return run, skipped
 
 
-def plan_for_shard(plan, spec: ShardSpec | None, python_is_harness: bool):  # noqa: ANN001 - runner.SelectorPlan
-    """Add the test-slicing plugin to a test-split selector's pytest command; others unchanged."""
+def plan_for_shard(plan, spec: ShardSpec | None):  # noqa: ANN001 - runner.SelectorPlan
+    """Add the test-slicing plugin to a test-split selector's pytest command; others unchanged.
+    The plugin's folder is already on the plan's PYTHONPATH (``runner.with_plugin_path``)."""
     if spec is None or not split_by_test(plan.selector):
         return plan
-    env = dict(plan.env)
-    env[SHARD_ENV] = str(spec)
-    if not python_is_harness:
-        # Another interpreter runs pytest: let it import the (stdlib-only) plugin from here.
-        parent = str(Path(__file__).resolve().parent.parent)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [env.get("PYTHONPATH"), parent]))
-    return dataclasses.replace(plan, argv=[*plan.argv, "-p", PLUGIN], env=env)
+    return dataclasses.replace(plan, argv=[*plan.argv, "-p", PLUGIN], env={**plan.env, SHARD_ENV: str(spec)})
 
 
 def shard_plans(plans: list, spec: ShardSpec | str | None, catalog: Catalog) -> list:
@@ -122,8 +115,4 @@ def shard_plans(plans: list, spec: ShardSpec | str | None, catalog: Catalog) -> 
         return plans
     if isinstance(spec, str):
         spec = parse_shard(spec)
-    import sys
-
-    python = catalog.python_executable(sys.executable)
-    same = Path(python).resolve() == Path(sys.executable).resolve()
-    return [plan_for_shard(plan, spec, same) for plan in plans]
+    return [plan_for_shard(plan, spec) for plan in plans]

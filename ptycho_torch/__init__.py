@@ -1,16 +1,22 @@
 """PyTorch Lightning backend of PtychoPINN.
 
-POLICY-001: torch is mandatory for this package; importing it without torch raises the brief's
-actionable RuntimeError instead of failing later with a cryptic error.
+Without the ``ptycho`` extra (lightning, the shared layer's numpy/scipy stack) importing it raises an
+ImportError naming that extra. POLICY-001: torch is mandatory for this package; importing it where
+only torch is missing raises the brief's actionable RuntimeError instead of failing later with a
+cryptic error.
 """
 
 from __future__ import annotations
+
+from ptycho import require_extra  # the shared layer checks its own requirements on import
 
 TORCH_UNAVAILABLE_MESSAGE = (
     "PyTorch backend selected but torch module unavailable.\n"
     "Install PyTorch: pip install torch>=2.2\n"
     "See docs/workflows/pytorch.md for installation guidance."
 )
+
+require_extra("ptycho_torch", {"lightning": "lightning"})
 
 try:
     import torch as _torch  # noqa: F401

@@ -1,7 +1,11 @@
-"""pytest plugin the harness loads into each selector's process (``-p harness.pytest_plugin``).
+"""pytest plugin the harness loads into each selector's process (``-p harness_pytest_plugin``).
 
 pytest-json-report leaves ``environment`` empty with pytest-metadata >= 3; this fills it with
 what the history needs, read from package metadata so nothing heavy is imported.
+
+Standard library and pytest only, no harness import: it runs in the environment under test, which
+need not have the harness installed (``harness.runner.with_plugin_path`` puts this folder on the
+child's PYTHONPATH).
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """pytest plugin for ``harness run --shard i/n``: keep this shard's chunk of the collected tests.
 
-Loaded as ``-p harness.shard_plugin`` into a test-split selector's pytest process with
+Loaded as ``-p harness_shard_plugin`` into a test-split selector's pytest process with
 ``HARNESS_SHARD_TESTS=i/n``. After pytest's own ``-k``/``-m`` deselection (``trylast``) it keeps
 the i-th contiguous chunk of the remaining items, in collection order, and reports the others
 through ``pytest_deselected`` so pytest-json-report counts them as deselected (not missing).
-Standard library and pytest only: it may run under another interpreter than the harness.
+Standard library and pytest only: it runs in the environment under test, where the harness need
+not be installed (its folder is on the child's PYTHONPATH, see ``harness.runner.with_plugin_path``).
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ def _tool(name: str) -> str:
         return str(candidate)
     found = shutil.which(name)
     if not found:
-        pytest.fail(f"{name} is not installed: pip install -e '.[dev]' (it is pinned in the dev extra)")
+        pytest.fail(f"{name} is not installed: pip install -e '.[ptycho,dev]' (it is pinned in the dev extra)")
     return found
 
 
@@ -157,7 +157,7 @@ def test_no_expression_is_spliced_into_a_shell_script(name: str) -> None:
 def test_torch_is_the_cpu_build_installed_before_the_project(name: str) -> None:
     for job_name, job in _load(name)["jobs"].items():
         runs = [step.get("run", "") for step in _steps(job)]
-        project = [i for i, text in enumerate(runs) if "pip install -e '.[dev]'" in text]
+        project = [i for i, text in enumerate(runs) if "pip install -e '.[ptycho,dev]'" in text]
         if not project:
             continue
         torch = [i for i, text in enumerate(runs)
@@ -165,7 +165,7 @@ def test_torch_is_the_cpu_build_installed_before_the_project(name: str) -> None:
         assert torch and torch[0] <= project[0], f"{name}: {job_name} installs the project before CPU torch"
         if torch[0] == project[0]:  # one multi-line step: order inside it
             text = runs[torch[0]]
-            assert text.index("whl/cpu") < text.index("pip install -e '.[dev]'")
+            assert text.index("whl/cpu") < text.index("pip install -e '.[ptycho,dev]'")
 
 
 def test_pr_gate_runs_the_pr_cadence_against_the_base_and_uploads_a_unique_artifact() -> None:
@@ -240,15 +240,7 @@ def test_alerting_steps_get_every_sink_variable_routes_yaml_names() -> None:
         assert all(step["env"][var] == f"${{{{ secrets.{var} }}}}" for var in wanted)
 
 
-def test_the_merge_job_pins_what_pyproject_pins() -> None:
-    """The merge job installs the harness without torch: its explicit pins must follow pyproject's."""
-    import tomllib
-
-    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    pins = dict(re.match(r"^([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?==(\S+)$", dep).groups() for dep in project["dependencies"])
+def test_the_merge_job_installs_the_harness_alone() -> None:
+    """The merge job runs no tests: it installs the harness without extras, so no torch or TensorFlow."""
     install = next(s for s in _steps(_load("weekly.yml")["jobs"]["merge"]) if "pip install" in s.get("run", ""))
-    named = re.findall(r"([A-Za-z0-9_.-]+)==(\S+)", install["run"])
-    assert named
-    for package, version in named:
-        assert pins.get(package) == version, f"weekly.yml merge installs {package}=={version}, pyproject pins {pins.get(package)}"
-    assert "--no-deps -e ." in install["run"] and "torch" not in dict(named)
+    assert install["run"].strip() == "python -m pip install -e ."
