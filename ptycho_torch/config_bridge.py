@@ -13,7 +13,13 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from ptycho.config.config import InferenceConfig, ModelConfig, TrainingConfig
+from ptycho.config.config import (
+    CLIENT_MODEL_SETTINGS,
+    CLIENT_TRAINING_SETTINGS,
+    InferenceConfig,
+    ModelConfig,
+    TrainingConfig,
+)
 
 __all__ = [
     "GROUPS",
@@ -32,7 +38,8 @@ __all__ = [
 
 GROUPS = ("model_config", "data_config", "training_config", "inference_config")
 
-MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig))
+# A client's settings with one supported value (CLIENT_*_SETTINGS) are not stored: nothing to restore.
+MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig) if f.name not in CLIENT_MODEL_SETTINGS)
 # TrainingConfig fields split into what describes the data and what describes the optimisation.
 DATA_FIELDS = ("train_data_file", "test_data_file", "n_groups", "neighbor_count", "subsample_seed", "nphotons")
 TRAINING_FIELDS = ("batch_size", "nepochs", "learning_rate", "nll_weight", "mae_weight", "output_dir", "backend")
@@ -44,7 +51,7 @@ DERIVED_DATA_KEYS = ("N", "gridsize", "channels")
 
 _PATH_FIELDS = {"train_data_file", "test_data_file", "output_dir", "model_path"}
 
-assert set(DATA_FIELDS) | set(TRAINING_FIELDS) == {f.name for f in dataclasses.fields(TrainingConfig)} - {"model"}
+assert set(DATA_FIELDS) | set(TRAINING_FIELDS) == {f.name for f in dataclasses.fields(TrainingConfig)} - {"model"} - CLIENT_TRAINING_SETTINGS
 
 
 class HyperparameterError(ValueError):

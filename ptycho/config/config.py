@@ -14,6 +14,9 @@ from typing import Any, Literal, MutableMapping
 
 __all__ = [
     "VALID_BACKENDS",
+    "UnsupportedSettingError",
+    "CLIENT_MODEL_SETTINGS",
+    "CLIENT_TRAINING_SETTINGS",
     "ModelConfig",
     "TrainingConfig",
     "InferenceConfig",
@@ -25,7 +28,14 @@ __all__ = [
 Backend = Literal["tensorflow", "pytorch"]
 VALID_BACKENDS: tuple[str, ...] = ("tensorflow", "pytorch")
 VALID_N: tuple[int, ...] = (32, 64, 128)
+# N = 0: "not known yet" (ptychodus builds its TrainingConfig before it has read the data); training
+# takes N from the data, and it may be assigned once after construction (``model.N = 64``).
+UNRESOLVED_N = 0
 VALID_MODEL_TYPES: tuple[str, ...] = ("pinn",)
+# Accepted by name (ptychodus sets them) but not implemented: the value to pass, and why.
+UNSUPPORTED_MODEL_TYPES: dict[str, str] = {
+    "supervised": "the supervised model (trained on ground-truth object patches) is not implemented; use 'pinn'",
+}
 VALID_AMP_ACTIVATIONS: tuple[str, ...] = ("sigmoid", "swish", "softplus", "relu")
 
 
@@ -38,8 +48,30 @@ def validate_backend(value: object) -> str:
     return value
 
 
+# Fields a client (ptychodus) sets whose only supported value is the default (other values are
+# refused at construction) or that fold into another field: nothing to persist or translate.
+CLIENT_MODEL_SETTINGS: frozenset[str] = frozenset({"gaussian_smoothing_sigma"})
+CLIENT_TRAINING_SETTINGS: frozenset[str] = frozenset(
+    {"realspace_mae_weight", "realspace_weight", "positions_provided", "probe_trainable", "intensity_scale_trainable"}
+)
+
+
+class UnsupportedSettingError(ValueError):
+    """A setting this library knows by name (a client such as ptychodus sets it) but whose value it
+    does not implement: refused rather than silently ignored. The message names the field."""
+
+    def __init__(self, name: str, value: object, supported: str):
+        self.field, self.value = name, value
+        super().__init__(f"{name}: {value!r} is not implemented by ptycho; {supported}")
+
+
 def _fail(name: str, value: object, allowed: str) -> None:
     raise ValueError(f"{name}: invalid value {value!r}; expected {allowed}")
+
+
+def _check_model_size(value: object, allow_unresolved: bool) -> None:
+    if isinstance(value, bool) or not (value in VALID_N or (allow_unresolved and value == UNRESOLVED_N)):
+        _fail("N", value, "one of 32, 64, 128" + (" (or 0: take it from the data)" if allow_unresolved else ""))
 
 
 def _check_int(name: str, value: object, minimum: int) -> None:
@@ -70,9 +102,14 @@ def _as_path(value: object, name: str, optional: bool = True) -> Path | None:
     return None  # unreachable
 
 
-@dataclass(frozen=True)
+@dataclass(unsafe_hash=True)
 class ModelConfig:
-    """Architecture and physics of the network; identical for both backends."""
+    """Architecture and physics of the network; identical for both backends.
+
+    Frozen, with one exception: an ``N`` of 0 ("take it from the data") may be assigned once, to a
+    valid size, after construction (ptychodus sets ``training_config.model.N`` when its child
+    process has read the patterns). Every other assignment raises ``FrozenInstanceError``.
+    """
 
     N: int = 64
     gridsize: int = 1
@@ -85,12 +122,14 @@ class ModelConfig:
     pad_object: bool = True
     probe_scale: float = 4.0
     intensity_scale_trainable: bool = True
+    gaussian_smoothing_sigma: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.N not in VALID_N or isinstance(self.N, bool):
-            _fail("N", self.N, "one of 32, 64, 128")
+        _check_model_size(self.N, allow_unresolved=True)
         _check_int("gridsize", self.gridsize, 1)
         _check_int("n_filters_scale", self.n_filters_scale, 1)
+        if self.model_type in UNSUPPORTED_MODEL_TYPES:
+            raise UnsupportedSettingError("model_type", self.model_type, UNSUPPORTED_MODEL_TYPES[self.model_type])
         if self.model_type not in VALID_MODEL_TYPES:
             _fail("model_type", self.model_type, "'pinn'")
         if self.amp_activation not in VALID_AMP_ACTIVATIONS:
@@ -98,6 +137,48 @@ class ModelConfig:
         for name in ("object_big", "probe_big", "probe_mask", "pad_object", "intensity_scale_trainable"):
             _check_bool(name, getattr(self, name))
         _check_positive("probe_scale", self.probe_scale)
+        _check_positive("gaussian_smoothing_sigma", self.gaussian_smoothing_sigma, allow_zero=True)
+        if self.gaussian_smoothing_sigma != 0:
+            raise UnsupportedSettingError(
+                "gaussian_smoothing_sigma", self.gaussian_smoothing_sigma, "only 0 (no smoothing) is supported"
+            )
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name not in self.__dict__:  # first assignment, from the generated __init__
+            object.__setattr__(self, name, value)
+            return
+        if name == "N" and self.__dict__["N"] == UNRESOLVED_N:
+            _check_model_size(value, allow_unresolved=False)
+            object.__setattr__(self, name, value)
+            return
+        raise dataclasses.FrozenInstanceError(
+            f"cannot assign to field {name!r}: ModelConfig is frozen (only an unresolved N = 0 may be set, "
+            f"once); use dataclasses.replace"
+        )
+
+    def __delattr__(self, name: str) -> None:
+        raise dataclasses.FrozenInstanceError(f"cannot delete field {name!r}: ModelConfig is frozen")
+
+    @property
+    def is_resolved(self) -> bool:
+        """False while ``N`` is 0 ("take it from the data")."""
+        return self.N != UNRESOLVED_N
+
+    def require_resolved(self, where: str) -> None:
+        """Refuse to build or run anything with ``N = 0``: the size must come from data first."""
+        if not self.is_resolved:
+            raise ValueError(
+                f"N: 0 (take it from the data) is not resolved at {where}; train on data (which sets it) "
+                f"or construct ModelConfig with N in 32, 64, 128"
+            )
+
+    def resolved(self, n: int, where: str = "data") -> "ModelConfig":
+        """This config with ``N`` taken from data of pattern size ``n``; an explicit ``N`` must match."""
+        if not self.is_resolved:
+            return dataclasses.replace(self, N=n)
+        if self.N != n:
+            raise ValueError(f"{where}: patterns are {n} x {n} but ModelConfig.N is {self.N}")
+        return self
 
     @property
     def channels(self) -> int:
@@ -129,11 +210,21 @@ class TrainingConfig:
     learning_rate: float = 1e-3
     output_dir: Path = Path("training_outputs")
     backend: Backend = "tensorflow"
+    # Set by ptychodus's PtychoPINN reconstructor; each works at the value shown or is refused
+    # (UnsupportedSettingError), never ignored. docs/ptychodus.md lists them.
+    realspace_mae_weight: float = 0.0
+    realspace_weight: float = 0.0
+    positions_provided: bool = True
+    probe_trainable: bool = False
+    # None: the model's own ModelConfig.intensity_scale_trainable; a bool overrides it (the model
+    # is replaced by a copy with that value, so the two cannot disagree).
+    intensity_scale_trainable: bool | None = None
 
     def __post_init__(self) -> None:
         validate_backend(self.backend)
         if not isinstance(self.model, ModelConfig):
             _fail("model", self.model, "a ModelConfig")
+        self._check_client_settings()
         object.__setattr__(self, "train_data_file", _as_path(self.train_data_file, "train_data_file"))
         object.__setattr__(self, "test_data_file", _as_path(self.test_data_file, "test_data_file"))
         object.__setattr__(self, "output_dir", _as_path(self.output_dir, "output_dir", optional=False))
@@ -158,6 +249,31 @@ class TrainingConfig:
         if self.subsample_seed is not None:
             _check_int("subsample_seed", self.subsample_seed, 0)
         _check_positive("learning_rate", self.learning_rate)
+
+    def _check_client_settings(self) -> None:
+        for name in ("realspace_mae_weight", "realspace_weight"):
+            value = getattr(self, name)
+            _check_positive(name, value, allow_zero=True)
+            if value != 0:
+                raise UnsupportedSettingError(
+                    name, value, "only 0 is supported (the real-space losses need ground-truth object patches)"
+                )
+        _check_bool("positions_provided", self.positions_provided)
+        if not self.positions_provided:
+            raise UnsupportedSettingError(
+                "positions_provided", False, "the model always uses the scan positions of the data; only True is supported"
+            )
+        _check_bool("probe_trainable", self.probe_trainable)
+        if self.probe_trainable:
+            raise UnsupportedSettingError(
+                "probe_trainable", True, "the probe is fixed to the data's probeGuess; only False is supported"
+            )
+        if self.intensity_scale_trainable is not None:
+            _check_bool("intensity_scale_trainable", self.intensity_scale_trainable)
+            if self.intensity_scale_trainable != self.model.intensity_scale_trainable:
+                object.__setattr__(
+                    self, "model", dataclasses.replace(self.model, intensity_scale_trainable=self.intensity_scale_trainable)
+                )
 
 
 @dataclass(frozen=True)
@@ -207,14 +323,15 @@ _LEGACY_KEYS: dict[str, str] = {
 
 def legacy_items(config: ModelConfig | TrainingConfig | InferenceConfig) -> dict[str, Any]:
     """The flat legacy view of a config: nested model fields lifted, keys renamed, paths as
-    ``str``, ``None`` values left out (the legacy dict keeps its previous value instead)."""
+    ``str``, ``None`` values and an unresolved ``N = 0`` left out (the legacy dict keeps its previous
+    value instead)."""
     flat: dict[str, Any] = {}
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
         if isinstance(value, ModelConfig):
             flat.update(legacy_items(value))
             continue
-        if value is None:
+        if value is None or (f.name == "N" and value == UNRESOLVED_N):
             continue
         if isinstance(value, Path):
             value = str(value)
