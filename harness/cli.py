@@ -38,6 +38,7 @@ COMMAND_MODULES = (
     "harness.commands.merge",  # issue 8: shard run directories -> one verdict
     "harness.commands.doctor",  # issue 7: the brief's handoff checklist (§7) as checks
     "harness.commands.prune",  # issue 7: evidence retention (brief §3.2)
+    "harness.commands.github",  # PR comment (updated in place) + Check Run
 )
 
 EXIT_USAGE = 2

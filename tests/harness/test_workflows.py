@@ -23,6 +23,7 @@ WORKFLOWS_DIR = REPO / ".github" / "workflows"
 ZIZMOR_CONFIG = REPO / "zizmor.yml"
 EXPECTED = {"pr-gate.yml", "nightly.yml", "weekly.yml", "escalation.yml"}
 BLOCKING_SEVERITIES = {"medium", "high"}
+PUBLISH_WRITES = {"pull-requests": "write", "checks": "write"}
 SHA_PIN = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
 
 
@@ -128,9 +129,22 @@ def test_least_privilege_and_concurrency(name: str) -> None:
     assert document["permissions"] == {"contents": "read"}
     assert "group" in document["concurrency"]
     for job_name, job in document["jobs"].items():
-        # A job may narrow the permissions, never widen them.
+        # A job may narrow the permissions, never widen them, except the PR gate's publishing:
+        # the PR comment and the Check Run need exactly these two, and nothing broader.
+        allowed = PUBLISH_WRITES if (name, job_name) == ("pr-gate.yml", "gate") else {}
         for scope, level in (job.get("permissions") or {}).items():
-            assert level in ("read", "none"), f"{name}: job {job_name} asks {scope}: {level}"
+            assert level in ("read", "none") or allowed.get(scope) == level, f"{name}: job {job_name} asks {scope}: {level}"
+
+
+def test_the_pr_gate_publishes_with_only_pull_request_and_checks_write() -> None:
+    job = _load("pr-gate.yml")["jobs"]["gate"]
+    assert job["permissions"] == {"contents": "read", **PUBLISH_WRITES}
+    steps = _steps(job)
+    publish = next(step for step in steps if "harness github publish" in step.get("run", ""))
+    gate = next(step for step in steps if "harness run" in step.get("run", ""))
+    assert steps.index(gate) < steps.index(publish)
+    assert publish["if"] == "${{ !cancelled() }}"  # a failed gate is published too
+    assert publish["env"] == {"GITHUB_TOKEN": "${{ github.token }}"}  # the token reaches only this step
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
