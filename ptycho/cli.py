@@ -37,7 +37,13 @@ EPILOG = (
 )
 
 
-from ptycho.cli_arguments import UsageError, add_inference_arguments, add_training_arguments  # noqa: E402
+from ptycho.cli_arguments import (  # noqa: E402
+    UsageError,
+    add_inference_arguments,
+    add_training_arguments,
+    check_preset,
+    parse_training_args,
+)
 from ptycho.run_summary import finish, inference_line, train_line, write_inference_summary  # noqa: E402
 
 
@@ -152,7 +158,9 @@ def _train_preflight(args: argparse.Namespace) -> Any:
     """Cheap checks before TensorFlow loads: files, shapes, values (each names its flag or file)."""
     from ptycho.raw_data import diffraction_shape
 
-    args.N = int(diffraction_shape(args.train_data_file)[-1])
+    shape = diffraction_shape(args.train_data_file)
+    args.N = int(shape[-1])
+    check_preset(args, shape)
     if args.test_data_file is not None:
         test_n = diffraction_shape(args.test_data_file)[-1]
         if test_n != args.N:
@@ -233,6 +241,7 @@ def _train_tensorflow(args: argparse.Namespace) -> dict[str, Any]:
         "devices": 1,
         "strategy": "auto",
         "history": history,
+        "preset": args.preset,
         "timings_s": {k: round(v, 4) for k, v in timings.items()},
     }
     (args.output_dir / "train_summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
@@ -241,7 +250,8 @@ def _train_tensorflow(args: argparse.Namespace) -> dict[str, Any]:
 
 def _run_command(prog: str, argv: list[str] | None, parser: Callable[[], argparse.ArgumentParser], torch_module: str,
                  run_tensorflow: Callable[[argparse.Namespace], dict[str, Any]],
-                 line: Callable[[dict[str, Any], argparse.Namespace], str]) -> int:
+                 line: Callable[[dict[str, Any], argparse.Namespace], str],
+                 parse: Callable[[argparse.ArgumentParser, list[str]], argparse.Namespace] | None = None) -> int:
     """One console script: pick the backend and run it (torch: its own CLI's ``main``)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     backend, rest = _split_backend(argv, parser)
@@ -252,14 +262,15 @@ def _run_command(prog: str, argv: list[str] | None, parser: Callable[[], argpars
             print(f"{prog}: error: {exc}", file=sys.stderr)
             return 2
         return torch_main(rest)
-    args = parser().parse_args(["--backend", backend, *rest])
+    argv_full = ["--backend", backend, *rest]
+    args = parse(parser(), argv_full) if parse else parser().parse_args(argv_full)
     return finish(prog, lambda: run_tensorflow(args), lambda summary: line(summary, args), as_json=args.json)
 
 
 def train_main(argv: list[str] | None = None) -> int:
     """``ptycho-train``."""
     return _run_command("ptycho-train", argv, train_parser, "ptycho_torch.train", _train_tensorflow,
-                        lambda summary, args: train_line(summary))
+                        lambda summary, args: train_line(summary), parse=parse_training_args)
 
 
 # --------------------------------------------------------------------------- infer

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-__all__ = ["add_training_arguments", "add_inference_arguments", "UsageError"]
+__all__ = ["add_training_arguments", "add_inference_arguments", "parse_training_args", "check_preset", "UsageError"]
 
 
 class UsageError(ValueError):
@@ -16,6 +16,8 @@ class UsageError(ValueError):
 
 
 def add_training_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", default=None, metavar="NAME",
+                   help="a named configuration from ptycho/presets.toml (e.g. nightly-quality, quick); flags given explicitly override its values")
     p.add_argument("--train_data_file", type=Path, required=True, help="NPZ scan to train on")
     p.add_argument("--test_data_file", type=Path, default=None, help="NPZ scan for validation (optional)")
     p.add_argument("--output_dir", type=Path, required=True, help="model directory to write")
@@ -38,6 +40,40 @@ def add_training_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--debug", action="store_true", help="write {output_dir}/train_debug.log (per-epoch loss, intensity scale, learning rate, timings, data shapes, configuration)")
     p.add_argument("--progress", choices=("auto", "on", "off"), default="auto", help="progress (auto: only on a terminal)")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+
+
+def parse_training_args(p: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse the training flags and fill in ``--preset``'s values where no flag was given; an
+    unknown preset or a broken presets file exits 2 with the valid names (argparse's one line).
+    ``args.preset_config`` is the resolved preset (None without one)."""
+    import sys
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = p.parse_args(argv)
+    args.preset_config = None
+    if args.preset is None:
+        return args
+    from ptycho.presets import PresetError, apply_preset  # pydantic: only when a preset is asked for
+
+    try:
+        args.preset_config = apply_preset(args, p, argv)
+    except PresetError as exc:
+        p.error(str(exc))
+    return args
+
+
+def check_preset(args: argparse.Namespace, shape: tuple[int, int, int]) -> None:
+    """A ``--preset`` that does not fit the training data ``shape`` (n, N, N) is a UsageError
+    naming the preset and the file (pattern size, too few positions for its gridsize)."""
+    preset = getattr(args, "preset_config", None)
+    if preset is None:
+        return
+    from ptycho.presets import PresetError, check_preset_fits
+
+    try:
+        check_preset_fits(preset, args.train_data_file, shape, args.gridsize, args.neighbor_count)
+    except PresetError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def add_inference_arguments(p: argparse.ArgumentParser) -> None:

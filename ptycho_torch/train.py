@@ -20,7 +20,7 @@ import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
-from ptycho.cli_arguments import UsageError  # noqa: E402
+from ptycho.cli_arguments import UsageError, check_preset  # noqa: E402
 from ptycho.run_summary import finish, train_line  # noqa: E402
 
 __all__ = ["main", "build_configs"]
@@ -74,6 +74,7 @@ def _preflight(args: argparse.Namespace) -> None:
 
     shape = diffraction_shape(args.train_data_file)  # DataContractError names file and key
     args.N = int(shape[-1])
+    check_preset(args, shape)
     if args.test_data_file is not None:
         test_shape = diffraction_shape(args.test_data_file)
         if test_shape[-1] != args.N:
@@ -154,6 +155,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "devices": execution.devices,
         "strategy": execution.strategy,
         "history": results["history"],
+        "preset": getattr(args, "preset", None),
     }
     if trainer.is_global_zero:
         timings["total"] = time.perf_counter() - _T_START
@@ -164,7 +166,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    from ptycho.cli_arguments import parse_training_args
+
+    args = parse_training_args(_parser(), argv)
 
     def work() -> dict[str, Any] | None:
         _preflight(args)

@@ -1,11 +1,14 @@
 """Reconstruction quality gate (nightly; beyond the brief): a model can keep passing the integration
 selector while its reconstructions silently get worse.
 
-A longer, seeded training on the canonical fixture (gridsize 2, overlap constraint on), the whole
-scan stitched, and amplitude/phase SSIM, PSNR and FRC-0.5 against the ground truth (inside the
-scanned area, after scale and phase alignment) held against ``tests/fixtures/quality_baseline.json``
-minus its stated tolerance. The training runs a fixed number of epochs (not a time budget), so the
-figures do not depend on the machine's load, only on the platform's arithmetic.
+It runs exactly what a user reruns by name: ``ptycho-train --backend pytorch --preset
+nightly-quality`` on the canonical fixture, then ``ptycho-infer`` (the whole scan stitched into
+``reconstruction.npz``), and scores the reconstruction with the project's honest evaluator
+(:func:`ptycho.evaluation.score_reconstruction`: registered, well-illuminated region only,
+amplitude mean-matched, global phase removed, strict phase SSIM), the flat-image floors beside.
+The figures are held against ``tests/fixtures/quality_baseline.json`` minus its stated tolerance.
+The preset trains a fixed number of seeded epochs (not a time budget), so the figures do not
+depend on the machine's load, only on the platform's arithmetic.
 
 Refresh the baseline (after an intended change, from a real run) with the command stored in it:
 
@@ -17,14 +20,17 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
+import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from ptycho.config.config import ModelConfig, TrainingConfig
-from ptycho.evaluation import evaluate_reconstruction, scanned_region
+from ptycho.evaluation import score_reconstruction
+from ptycho.presets import get_preset
 from ptycho.raw_data import RawData
 
 BASELINE = Path(__file__).resolve().parents[1] / "fixtures" / "quality_baseline.json"
@@ -32,16 +38,12 @@ WRITE_COMMAND = (
     'PTYCHO_WRITE_QUALITY_BASELINE=1 CUDA_VISIBLE_DEVICES="" .venv/bin/pytest '
     "tests/torch/test_reconstruction_quality.py -v"
 )
+PRESET = "nightly-quality"
 # The training the baseline was measured with; the test refuses a baseline made with another.
 QUALITY_RUN = {
     "dataset": "canonical (ptycho.simulate.CANONICAL: 1087 positions, 64 x 64, 272 x 272 object)",
-    "gridsize": 2,
-    "n_filters_scale": 1,
-    "nepochs": 32,
-    "n_groups": None,
-    "batch_size": 16,
-    "learning_rate": 1e-3,
-    "seed": 42,
+    "preset": PRESET,
+    **get_preset(PRESET).values(),
 }
 REFERENCE_SWEEPS = 30  # ePIE sweeps of the iterative reference (about 10 s here; SSIM ~1.0 at this dose)
 METRICS = ("amplitude_ssim", "phase_ssim", "amplitude_psnr", "phase_psnr", "amplitude_frc50", "phase_frc50")
@@ -53,11 +55,16 @@ def _tolerance(metric: str) -> float:
     return TOLERANCE[metric.split("_", 1)[1]]
 
 
+def _cli(*argv: str) -> None:
+    """Run ``python -m ptycho.cli ...`` (the console scripts' code) in a child process."""
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.run([sys.executable, "-m", "ptycho.cli", *argv], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, f"ptycho {argv[0]} failed ({proc.returncode}):\n{proc.stderr[-4000:]}"
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
 def test_reconstruction_quality_against_baseline(canonical_npz, tmp_path, record_property):
-    from ptycho_torch.workflows.components import TorchExecution, run_cdi_example_torch
-
     writing = os.environ.get("PTYCHO_WRITE_QUALITY_BASELINE") == "1"
     baseline = None
     if not writing:
@@ -67,40 +74,45 @@ def test_reconstruction_quality_against_baseline(canonical_npz, tmp_path, record
             f"{BASELINE} was measured with {baseline['run']}, the test trains {QUALITY_RUN}; refresh it: {WRITE_COMMAND}"
         )
 
-    config = TrainingConfig(
-        model=ModelConfig(N=64, gridsize=QUALITY_RUN["gridsize"], n_filters_scale=QUALITY_RUN["n_filters_scale"]),
-        train_data_file=canonical_npz, batch_size=QUALITY_RUN["batch_size"], nepochs=QUALITY_RUN["nepochs"],
-        n_groups=QUALITY_RUN["n_groups"], learning_rate=QUALITY_RUN["learning_rate"], output_dir=tmp_path / "model",
-        backend="pytorch",
-    )
+    model_dir, recon_dir = tmp_path / "model", tmp_path / "recon"
     start = time.perf_counter()
-    _, _, results = run_cdi_example_torch(
-        canonical_npz, canonical_npz, config, do_stitching=True,
-        execution=TorchExecution(seed=QUALITY_RUN["seed"], val_images=0, progress_bar=False),
-    )
+    _cli("train", "--backend", "pytorch", "--preset", PRESET, "--train_data_file", str(canonical_npz),
+         "--output_dir", str(model_dir), "--progress", "off")
+    train_seconds = time.perf_counter() - start
+    _cli("infer", "--backend", "pytorch", "--model_path", str(model_dir), "--test_data", str(canonical_npz),
+         "--output_dir", str(recon_dir))
     seconds = time.perf_counter() - start
+    summary = json.loads((model_dir / "train_summary.json").read_text())
+    assert summary["preset"] == PRESET and summary["epochs"] == QUALITY_RUN["max_epochs"]
+    with np.load(recon_dir / "reconstruction.npz") as npz:
+        recon = npz["reconstruction"]
     raw = RawData.from_file(canonical_npz)
-    region = scanned_region(raw.positions, raw.objectGuess.shape)
-    figures = evaluate_reconstruction(results["obj_tensor_full"], raw.objectGuess, region).as_dict()
-    flat = evaluate_reconstruction(raw.objectGuess * 0 + 1, raw.objectGuess, region)
+    assert recon.shape == raw.objectGuess.shape, "ptycho-infer must write the object in the truth's pixel frame"
+    report = score_reconstruction(recon, raw.objectGuess, raw.probeGuess, raw.positions)
+    figures = report.figures.as_dict()
 
     for metric in METRICS:
         record_property(metric, round(figures[metric], 5))
-    record_property("flat_amplitude_ssim", round(flat.amplitude_ssim, 5))
-    record_property("flat_phase_ssim", round(flat.phase_ssim, 5))
+    for metric in ("amplitude_ssim", "phase_ssim"):
+        record_property(f"flat_{metric}", round(getattr(report.flat, metric), 5))
+    record_property("registration_shift_px", [round(v, 3) for v in report.shift])
+    record_property("train_seconds", round(train_seconds, 1))
     record_property("train_and_reconstruct_seconds", round(seconds, 1))
-    record_property("final_train_loss", results["history"]["train_loss"][-1])
-    record_property("checkpoint_path", str(results["checkpoint_path"]))
+    record_property("load_average", round(os.getloadavg()[0], 2))
+    record_property("final_train_loss", summary["history"]["train_loss"][-1])
+    record_property("checkpoint_path", summary["checkpoint"])
 
     # Issue 9 §2: the absolute yardstick. An iterative reconstruction (ePIE, known probe, a fixed
     # sweep count so the figure does not depend on the machine's load) of the same scan: the
     # network's SSIM as a fraction of the reference's, and the network against the registered
     # reference itself -- the only figure that exists for experimental data (no ground truth).
-    from ptycho.iterative import compare_to_reference, reference_reconstruction, truth_figures
+    from ptycho.iterative import compare_to_reference, reference_reconstruction
+    from ptycho.iterative.reference import object_in_input_frame
 
     reference = reference_reconstruction(raw, "epie", iterations=REFERENCE_SWEEPS, seed=0)
-    reference_truth = truth_figures(reference, raw)
-    versus_reference, registration = compare_to_reference(results["obj_tensor_full"], reference, raw.positions)
+    reference_object = object_in_input_frame(reference, raw.objectGuess.shape)
+    reference_truth = score_reconstruction(reference_object, raw.objectGuess, raw.probeGuess, raw.positions).figures
+    versus_reference, registration = compare_to_reference(recon, reference, raw.positions)
     reference_figures = {
         "reference_amplitude_ssim": reference_truth.amplitude_ssim,
         "reference_phase_ssim": reference_truth.phase_ssim,
@@ -125,13 +137,16 @@ def test_reconstruction_quality_against_baseline(canonical_npz, tmp_path, record
         BASELINE.write_text(json.dumps({
             "run": QUALITY_RUN,
             "figures": {m: round(figures[m], 5) for m in METRICS},
-            "flat_image": {"amplitude_ssim": round(flat.amplitude_ssim, 5), "phase_ssim": round(flat.phase_ssim, 5)},
+            "flat_image": {m: round(getattr(report.flat, m), 5) for m in ("amplitude_ssim", "phase_ssim")},
+            "evaluator": "ptycho.evaluation.score_reconstruction (registered; summed probe intensity >= 1/2 max, "
+                         "eroded 3 px; amplitude mean-matched; global phase removed; strict phase SSIM)",
             "tolerance": TOLERANCE,
             "tolerance_rule": "fail when a figure < baseline - tolerance (ssim/frc50 absolute, psnr in dB)",
             "command": WRITE_COMMAND,
             "measured": {
                 "utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "seconds": round(seconds, 1),
+                "train_seconds": round(train_seconds, 1),
                 "load_average": round(os.getloadavg()[0], 2),
                 "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.python_implementation()} {platform.python_version()}",
             },
