@@ -39,6 +39,7 @@ COMMAND_MODULES = (
     "harness.commands.doctor",  # issue 7: the brief's handoff checklist (§7) as checks
     "harness.commands.prune",  # issue 7: evidence retention (brief §3.2)
     "harness.commands.github",  # PR comment (updated in place) + Check Run
+    "harness.commands.metrics",  # OpenMetrics text of the current state
 )
 
 EXIT_USAGE = 2

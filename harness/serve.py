@@ -100,8 +100,12 @@ class ReportsHandler(http.server.SimpleHTTPRequestHandler):
 
     state: ServeState
     log_stream: TextIO
+    history: Any = None  # a Path or HistoryURL for /metrics; None: no history, /metrics answers 404
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        if self.path.split("?", 1)[0] == "/metrics":
+            self._metrics()
+            return
         if self.path.split("?", 1)[0] == "/healthz":
             with self.state.lock:
                 body = json.dumps({
@@ -117,6 +121,24 @@ class ReportsHandler(http.server.SimpleHTTPRequestHandler):
             self.wfile.write(body)
             return
         super().do_GET()
+
+    def _metrics(self) -> None:
+        """The OpenMetrics text of the history, read afresh on every scrape."""
+        from harness.metrics import CONTENT_TYPE, render_from_history
+
+        if self.history is None:
+            self.send_error(404, "no history (serve runs with --no-history)")
+            return
+        try:
+            body = render_from_history(self.history).encode("utf-8")
+        except Exception as exc:  # noqa: BLE001 - a scrape error is the scraper's to see, not a crash
+            self.send_error(503, f"history not readable: {type(exc).__name__}")
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", CONTENT_TYPE)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     def send_head(self):  # type: ignore[override]
         path = Path(self.translate_path(self.path))
@@ -161,8 +183,9 @@ class Server:
 
     def __init__(self, catalog: Catalog, table: dict[str, str], run_args: list[str], reports_dir: Path,
                  host: str = "127.0.0.1", port: int = 8765, log: TextIO | None = None,
-                 python: str | None = None, env: dict[str, str] | None = None) -> None:
+                 python: str | None = None, env: dict[str, str] | None = None, history: Any = None) -> None:
         self.catalog = catalog
+        self.history = history  # what /metrics reads (a Path, a HistoryURL, or None)
         self.run_args = run_args
         self.reports_dir = Path(reports_dir)
         self.host, self.port = host, port
@@ -192,7 +215,8 @@ class Server:
 
     def start_http(self) -> http.server.ThreadingHTTPServer:
         self.reports_dir.mkdir(parents=True, exist_ok=True)
-        handler = type("Handler", (ReportsHandler,), {"state": self.state, "log_stream": self.log_stream})
+        handler = type("Handler", (ReportsHandler,), {"state": self.state, "log_stream": self.log_stream,
+                                                      "history": self.history})
 
         def factory(*args: Any, **kwargs: Any) -> ReportsHandler:
             return handler(*args, directory=str(self.reports_dir), **kwargs)

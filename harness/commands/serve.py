@@ -76,7 +76,8 @@ def handle(args: argparse.Namespace) -> int:
         run_args += ["--jobs", str(args.jobs)]
     if args.fail_on:
         run_args += ["--fail-on", args.fail_on]
-    server = Server(catalog, table, run_args, reports, host=args.host, port=args.port, env=child_env)
+    server = Server(catalog, table, run_args, reports, host=args.host, port=args.port, env=child_env,
+                    history=history)
     try:
         return server.serve()
     except OSError as exc:
