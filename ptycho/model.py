@@ -291,6 +291,13 @@ class PtychoPINN(keras.Model):
         amplitude, phase = self.predict_object(x)
         return NetworkOutput(self.physics(amplitude, phase, offsets), amplitude, phase)
 
+    def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):  # noqa: ARG002
+        """The legacy Keras form ``predict([X * intensity_scale, local_offsets])`` -> complex object
+        patches (B, N, N, C), as ptychodus calls it (:func:`ptycho.workflows.components.predict_legacy`)."""
+        from ptycho.workflows.components import PREDICT_BATCH, predict_legacy
+
+        return predict_legacy(self, x, batch_size or PREDICT_BATCH)
+
 
 def training_loss(predicted: tf.Tensor, measured: tf.Tensor, nll_weight: float, mae_weight: float) -> tf.Tensor:
     """``nll_weight * PoissonNLL(A_hat^2; A^2) + mae_weight * mean|A_hat - A|`` on normalised

@@ -41,6 +41,9 @@ __all__ = [
     "write_archive",
     "save_model",
     "load_model",
+    "remember",
+    "current",
+    "save",
 ]
 
 WEIGHTS_NAME = "model.weights.h5"
@@ -96,6 +99,11 @@ def write_archive(path: Path, manifest: dict[str, Any], weights_file: Path) -> P
     return path
 
 
+def _scalar_params() -> dict[str, Any]:
+    """The legacy dict without its arrays (``set_probe_guess`` records the probe there)."""
+    return {k: v for k, v in params.cfg.items() if getattr(v, "ndim", 0) == 0}
+
+
 def save_model(
     model: Any,
     output_dir: Path | str,
@@ -113,7 +121,7 @@ def save_model(
     manifest = make_manifest(
         BACKEND,
         plain,
-        extra={"params": _jsonable(dict(params.cfg)), "weights": WEIGHTS_NAME, **(extra or {})},
+        extra={"params": _jsonable(_scalar_params()), "weights": WEIGHTS_NAME, **(extra or {})},
     )
     out = Path(output_dir) / TF_ARCHIVE_NAME
     with tempfile.TemporaryDirectory(prefix="ptycho-save-") as tmp:
@@ -123,7 +131,8 @@ def save_model(
 
 
 def load_model(path: Path | str) -> tuple[Any, dict[str, Any]]:
-    """Load a TF archive (or a directory holding ``wts.h5.zip``) -> ``(keras_model, manifest)``.
+    """Load a TF archive, a directory holding ``wts.h5.zip``, or a directory holding the archive's
+    unpacked members -> ``(keras_model, manifest)``.
 
     Raises :class:`BackendMismatchError` for a PyTorch artifact and :class:`ModelArtifactError` for
     a missing, corrupted, truncated or incompatible archive, each naming the path.
@@ -131,8 +140,12 @@ def load_model(path: Path | str) -> tuple[Any, dict[str, Any]]:
     path = Path(path)
     target = archive_path(path) if path.is_dir() and (path / TF_ARCHIVE_NAME).is_file() else path
     manifest = require_backend(target, BACKEND)
-    if target.is_dir():
-        raise ModelArtifactError(f"{target}: expected a {TF_ARCHIVE_NAME} archive, found a directory")
+    unpacked = target.is_dir()
+    if unpacked and not (target / WEIGHTS_NAME).is_file():
+        raise ModelArtifactError(
+            f"{target}: expected a {TF_ARCHIVE_NAME} archive or its unpacked members "
+            f"({MANIFEST_NAME} and {WEIGHTS_NAME}), found a directory without {WEIGHTS_NAME}"
+        )
     model_config = model_config_from_dict(manifest.get("configs", {}).get("model"), target)
 
     from ptycho.model import build_model  # TensorFlow loads only when a model is loaded
@@ -141,11 +154,16 @@ def load_model(path: Path | str) -> tuple[Any, dict[str, Any]]:
     with tempfile.TemporaryDirectory(prefix="ptycho-load-") as tmp:
         weights = Path(tmp) / WEIGHTS_NAME
         try:
-            with zipfile.ZipFile(target) as archive:
-                if WEIGHTS_NAME not in archive.namelist():
-                    raise ModelArtifactError(f"{target}: archive holds no {WEIGHTS_NAME}; not a complete TensorFlow model")
-                with archive.open(WEIGHTS_NAME) as src, weights.open("wb") as dst:
-                    shutil.copyfileobj(src, dst)
+            if unpacked:
+                # The archive's members unpacked by a client (ptychodus "Open Model" extracts the
+                # .zip it saved into a folder): the same two files, read in place.
+                shutil.copyfile(target / WEIGHTS_NAME, weights)
+            else:
+                with zipfile.ZipFile(target) as archive:
+                    if WEIGHTS_NAME not in archive.namelist():
+                        raise ModelArtifactError(f"{target}: archive holds no {WEIGHTS_NAME}; not a complete TensorFlow model")
+                    with archive.open(WEIGHTS_NAME) as src, weights.open("wb") as dst:
+                        shutil.copyfileobj(src, dst)
         except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as exc:
             raise ModelArtifactError(f"{target}: corrupted or truncated model archive ({exc})") from None
         try:
@@ -155,3 +173,31 @@ def load_model(path: Path | str) -> tuple[Any, dict[str, Any]]:
                 f"{target}: {WEIGHTS_NAME} does not fit the model described by its manifest ({exc})"
             ) from None
     return model, manifest
+
+
+# --------------------------------------------------------------------------- the legacy global model
+
+# The model this process last trained or loaded, with what save_model needs to write it again:
+# the legacy ``model_manager.save(dir)`` (ptychodus calls it after ``run_cdi_example``) saves it.
+_current: dict[str, Any] | None = None
+
+
+def remember(model: Any, configs: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
+    """Record ``model`` as this process's current model (training and loading call this)."""
+    global _current
+    _current = {"model": model, "configs": dict(configs), "extra": dict(extra or {})}
+
+
+def current() -> tuple[Any, dict[str, Any]]:
+    """``(model, configs)`` of the model this process last trained or loaded."""
+    if _current is None:
+        raise RuntimeError("model_manager: no model trained or loaded in this process; nothing to save")
+    return _current["model"], _current["configs"]
+
+
+def save(output_dir: Path | str) -> Path:
+    """Legacy ``model_manager.save(dir)``: write this process's current model (last trained or
+    loaded) as ``{dir}/wts.h5.zip``, as :func:`save_model` does; returns the archive path."""
+    model, configs = current()
+    assert _current is not None
+    return save_model(model, output_dir, configs, _current["extra"])

@@ -8,6 +8,7 @@ found — never a bare IndexError deep in a model.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
@@ -158,6 +159,11 @@ class RawData:
         return int(self.diffraction.shape[-1])
 
     @property
+    def diff3d(self) -> np.ndarray:
+        """Legacy name of :attr:`diffraction` (n, N, N) amplitudes (ptychodus reads it)."""
+        return self.diffraction
+
+    @property
     def positions(self) -> np.ndarray:
         """(n, 2) scan positions as (x, y) in object pixels."""
         return np.stack([self.xcoords, self.ycoords], axis=1)
@@ -183,6 +189,11 @@ class RawData:
         n = d.shape[-1]
 
         p = self.probeGuess
+        if isinstance(p, np.ndarray) and p.ndim == 3:
+            # ptychodus hands a mode stack (modes, N, N); one mode is one coherent probe.
+            need("probeGuess", p, p.shape[0] == 1, "one probe mode (N, N) or (1, N, N); the model is single-mode",
+                 f"{p.shape[0]} modes, shape {p.shape}")
+            p = p[0]
         need("probeGuess", p, isinstance(p, np.ndarray) and p.ndim == 2, "a 2-D complex probe (N, N)", f"shape {getattr(p, 'shape', None)}")
         need("probeGuess", p, p.shape == (n, n), f"shape ({n}, {n}) matching the patterns", f"shape {p.shape}")
         need("probeGuess", p, bool(np.all(np.isfinite(p))), "finite values", "NaN or Inf")
@@ -237,6 +248,8 @@ class RawData:
         diffraction = arrays[key]
         if diffraction.ndim != 3:
             raise DataContractError(path, key, "a 3-D stack (n, H, W)", f"shape {diffraction.shape}")
+        if key == "diff3d" and PTYCHODUS_EXPORT_MARKER in arrays:
+            diffraction = amplitudes_from_intensities(diffraction, path, key)
         xcoords = arrays["xcoords"]
         n_positions = xcoords.shape[0] if xcoords.ndim == 1 else None
         diffraction = canonical_diffraction(diffraction, n_positions, source=path)
@@ -259,6 +272,54 @@ class RawData:
             source=path,
         )
 
+    @classmethod
+    def from_coords_without_pc(
+        cls,
+        xcoords: np.ndarray,
+        ycoords: np.ndarray,
+        diff3d: np.ndarray,
+        probeGuess: np.ndarray,
+        scan_index: np.ndarray | None = None,
+        objectGuess: np.ndarray | None = None,
+    ) -> "RawData":
+        """ptychodus's in-memory constructor: ``diff3d`` are its diffraction patterns, detector
+        intensities (counts) (n, N, N), stored as amplitudes ``sqrt(I)``; positions in object pixels
+        (x = column, y = row); ``probeGuess`` (N, N) or a one-mode stack (1, N, N)."""
+        return cls(
+            diffraction=amplitudes_from_intensities(np.asarray(diff3d), None, "diff3d"),
+            probeGuess=np.asarray(probeGuess),
+            xcoords=np.asarray(xcoords),
+            ycoords=np.asarray(ycoords),
+            objectGuess=None if objectGuess is None else np.asarray(objectGuess),
+            scan_index=None if scan_index is None else np.asarray(scan_index),
+        )
+
+    def generate_grouped_data(
+        self, N: int, K: int = 7, nsamples: int = 1, gridsize: int | None = None, seed: int | None = None
+    ) -> "GroupedData":
+        """The legacy method form of :func:`generate_grouped_data` (ptychodus calls it).
+
+        ``N`` must be the patterns' size (0: take it from them); ``K`` nearest neighbours per group;
+        ``nsamples`` groups per scan position (gridsize 1 has one group per position, as upstream);
+        ``gridsize`` defaults to ``params.cfg``'s.
+        """
+        if N not in (0, self.N):
+            raise ValueError(
+                f"{self.source or '<array>'}: key 'diffraction': expected {N} x {N} patterns (N = {N}), found {self.N} x {self.N}"
+            )
+        if isinstance(nsamples, bool) or not isinstance(nsamples, (int, np.integer)) or nsamples < 1:
+            raise ValueError(f"nsamples: invalid value {nsamples!r}; expected an integer >= 1 (groups per scan position)")
+        grid = int(params.get("gridsize") if gridsize is None else gridsize)
+        # One round per sample, each seeded differently: nsamples distinct groups per position.
+        seeds = [seed] if grid == 1 or nsamples == 1 else [(seed or 0) + r for r in range(int(nsamples))]
+        parts = [_group_and_normalise(self, self.N, grid, int(K), None, s) for s in seeds]
+        if len(parts) == 1:
+            return parts[0]
+        return dataclasses.replace(
+            parts[0],
+            **{k: np.concatenate([getattr(p, k) for p in parts]) for k in ("X", "counts_amplitude", "indices", "offsets", "centers")},
+        )
+
     def to_file(self, path: Path | str) -> Path:
         """Write the contract to ``path`` with deterministic bytes (fixed zip timestamps)."""
         arrays: dict[str, np.ndarray] = {
@@ -274,6 +335,20 @@ class RawData:
         meta = {"schema_version": SCHEMA_VERSION, **self.metadata}
         arrays["_metadata"] = np.array(json.dumps(meta, sort_keys=True))
         return write_npz_deterministic(path, arrays)
+
+
+# ptychodus's save_ptychopinn_training_data writes this key (and 'diff3d' as detector intensities).
+PTYCHODUS_EXPORT_MARKER = "bad_pixels"
+
+
+def amplitudes_from_intensities(intensities: np.ndarray, path: Path | str | None, key: str) -> np.ndarray:
+    """``sqrt(I)`` as float32: the data contract holds amplitudes, ptychodus measures intensities."""
+    d = np.asarray(intensities)
+    if not np.issubdtype(d.dtype, np.number) or np.iscomplexobj(d):
+        raise DataContractError(path, key, "real detector intensities", f"dtype {d.dtype}")
+    if d.size and np.nanmin(d) < 0:
+        raise DataContractError(path, key, "non-negative detector intensities", f"minimum {float(np.nanmin(d)):g}")
+    return np.sqrt(d.astype(np.float32))
 
 
 def write_npz_deterministic(path: Path | str, arrays: dict[str, np.ndarray]) -> Path:
@@ -392,6 +467,12 @@ def generate_grouped_data(
             f"found {raw.N} x {raw.N}; configure ModelConfig(N={raw.N}) and call update_legacy_dict first"
         )
     k = int(neighbor_count if neighbor_count is not None else params.cfg.get("neighbor_count", 4))
+    return _group_and_normalise(raw, n, gridsize, k, n_groups, seed)
+
+
+def _group_and_normalise(
+    raw: RawData, n: int, gridsize: int, k: int, n_groups: int | None, seed: int | None
+) -> GroupedData:
     indices, offsets = group_neighbors(raw.positions, gridsize, k, n_groups=n_groups, seed=seed)
     scale = normalization_scale(raw.diffraction)
     amplitude = raw.diffraction[indices]

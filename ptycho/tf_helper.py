@@ -252,13 +252,30 @@ def reassemble_patches(
 def reassemble_position(
     patches: tf.Tensor | np.ndarray,
     positions: np.ndarray,
-    canvas_shape: Sequence[int],
+    canvas_shape: Sequence[int] | None = None,
     weights: np.ndarray | None = None,
+    M: int | None = None,
 ) -> tf.Tensor:
     """Stitch predicted patches into one object: :func:`reassemble_patches` accumulated in double
     precision (thousands of overlapping patches), returned as complex64/float32 like the numpy
-    reference :func:`ptycho.stitching.reassemble_patches`, which it matches to 1e-5."""
+    reference :func:`ptycho.stitching.reassemble_patches`, which it matches to 1e-5.
+
+    Also the legacy form ``reassemble_position(obj, global_offsets, M=20)`` (ptychodus): patches in
+    the legacy layout (B, N, N, C) with positions (B, 1, 2, C) (:mod:`ptycho.loader`), each
+    patch's central ``M x M`` kept. Without ``canvas_shape`` the canvas is the smallest one anchored
+    at object pixel (0, 0) that holds every patch (:func:`ptycho.stitching.canvas_shape_for`), so
+    the result is in the scan's object-pixel frame.
+    """
+    from ptycho.stitching import canvas_shape_for, patch_weights
+
+    if np.ndim(patches) == 4 and np.ndim(positions) == 4:
+        patches, positions = _from_legacy_layout(patches, positions)
     patches = tf.convert_to_tensor(patches)
+    if patches.shape.rank == 3 and canvas_shape is None:
+        canvas_shape = canvas_shape_for(np.asarray(positions, dtype=np.float64).reshape(-1, 2), int(patches.shape[-1]))
+    if M is not None and patches.shape.rank == 3:
+        crop = patch_weights(int(patches.shape[-1]), crop=int(M))
+        weights = crop if weights is None else np.asarray(weights, np.float64) * crop
     wide = tf.complex128 if patches.dtype.is_complex else tf.float64
     narrow = tf.complex64 if patches.dtype.is_complex else tf.float32
     positions = np.asarray(positions, dtype=np.float64)
@@ -270,6 +287,19 @@ def reassemble_position(
         patches, positions, weights = _crop_to_weighted_window(patches, positions, np.asarray(weights, np.float64))
     out = reassemble_patches(tf.cast(patches, wide), positions, canvas_shape, weights, differentiable=False)
     return tf.cast(out, narrow)
+
+
+def _from_legacy_layout(patches: tf.Tensor | np.ndarray, positions: np.ndarray) -> tuple[tf.Tensor, np.ndarray]:
+    """(B, N, N, C) patches and (B, 1, 2, C) positions -> (B*C, N, N) and (B*C, 2)."""
+    positions = np.asarray(positions, dtype=np.float64)
+    shape = tuple(np.shape(patches))
+    b, c = shape[0], shape[-1]
+    if positions.shape != (b, 1, 2, c):
+        raise ValueError(
+            f"reassemble_position: legacy positions must be (B, 1, 2, C) = ({b}, 1, 2, {c}) for patches {shape}, got {positions.shape}"
+        )
+    flat = tf.reshape(tf.transpose(tf.convert_to_tensor(patches), [0, 3, 1, 2]), (b * c, shape[1], shape[2]))
+    return flat, np.transpose(positions[:, 0], (0, 2, 1)).reshape(b * c, 2)
 
 
 def _crop_to_weighted_window(

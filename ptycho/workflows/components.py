@@ -12,6 +12,8 @@ own as well as behind the dispatcher. Nothing here imports torch.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import math
 import time
@@ -26,6 +28,7 @@ import keras
 from ptycho import params
 from ptycho.config.config import InferenceConfig, TrainingConfig, update_legacy_dict
 from ptycho.model import PtychoPINN, build_model, predicted_size, training_loss
+from ptycho import model_manager
 from ptycho.model_manager import load_model, save_model
 from ptycho.physics import poisson_deviance
 from ptycho.raw_data import GroupedData, RawData, generate_grouped_data
@@ -51,6 +54,9 @@ __all__ = [
     "save_trained_model",
     "load_inference_bundle",
     "initial_model",
+    "intensity_scale_of",
+    "predict_legacy",
+    "save_outputs",
 ]
 
 log = logging.getLogger(__name__)
@@ -125,8 +131,13 @@ def train_cdi_model(
     val_images: int = VAL_IMAGES,
     progress: Callable[[int, int, float, float | None, float], None] | None = None,
     debug: bool = False,
+    save: bool = True,
 ) -> dict[str, Any]:
-    """Group the data (CONFIG-001 first), train, save ``wts.h5.zip``.
+    """Group the data (CONFIG-001 first), train, save ``wts.h5.zip`` (unless ``save`` is False).
+
+    ``config.model.N = 0`` takes N from the training data. The trained model becomes this process's
+    current model (:func:`ptycho.model_manager.save` writes it) and ``params.cfg['intensity_scale']``
+    its learned intensity scale.
 
     ``debug`` writes ``{output_dir}/train_debug.log`` (brief §3.1; :mod:`ptycho.debug_log`).
 
@@ -140,6 +151,9 @@ def train_cdi_model(
     test_raw = ensure_raw_data(test_data, "test_data")
     if train_raw is None:
         raise ValueError("train_data: required for training")
+    if not config.model.is_resolved:
+        config = dataclasses.replace(config, model=config.model.resolved(train_raw.N))
+        update_legacy_dict(params.cfg, config)
     if train_raw.N != config.model.N:
         raise ValueError(
             f"{train_raw.source or 'train_data'}: patterns are {train_raw.N} x {train_raw.N} but ModelConfig.N is {config.model.N}"
@@ -203,7 +217,10 @@ def train_cdi_model(
 
     history = {"train_loss": train_loss, "val_loss": val_loss if test_grouped is not None else None}
     start = time.perf_counter()
-    archive = save_trained_model(model, config, {"epochs": config.nepochs, "global_step": steps, "seed": seed})
+    facts = {"epochs": config.nepochs, "global_step": steps, "seed": seed}
+    params.set("intensity_scale", intensity_scale_of(model))
+    model_manager.remember(model, _configs_of(config), facts)
+    archive = save_trained_model(model, config, facts) if save else None
     timings["checkpoint"] = time.perf_counter() - start
     if debug_log is not None:
         debug_log.close(global_step=steps, checkpoint=archive, **{f"{k}_s": v for k, v in timings.items()})
@@ -213,6 +230,7 @@ def train_cdi_model(
         "checkpoint_path": archive,
         "global_step": steps,
         "epochs": config.nepochs,
+        "config": config,
         "train_container": train_grouped,
         "test_container": test_grouped,
         "train_data": train_raw,
@@ -319,12 +337,17 @@ def run_cdi_example(
 ) -> tuple[np.ndarray | None, np.ndarray | None, dict[str, Any]]:
     """Train, then (with ``do_stitching`` and test data) reconstruct: ``(amplitude, phase, results)``.
 
+    The model is saved to ``{output_dir}/wts.h5.zip``, except when ``output_dir`` is ``Path()``
+    (ptychodus's "not used"): then nothing is written to the working directory, and
+    :func:`ptycho.model_manager.save` writes the trained model where the caller wants it.
+
     ``results`` holds ``history``, ``models``, ``checkpoint_path`` and, with stitching,
     ``obj_tensor_full``, ``recon_amp``, ``recon_phase``, ``global_offsets``, ``poisson_deviance``
     and ``reconstruction``. ``amplitude`` and ``phase`` are None without stitching.
     """
     update_legacy_dict(params.cfg, config)  # CONFIG-001, before anything reads params.cfg
-    results = train_cdi_model(train_data, test_data, config)
+    results = train_cdi_model(train_data, test_data, config, save=config.output_dir != UNSET_OUTPUT_DIR)
+    config = results["config"]  # N resolved from the data
     results["backend"] = "tensorflow"
     amplitude = phase = None
     if do_stitching and results.get("test_data") is not None:
@@ -348,23 +371,37 @@ def run_cdi_example(
     return amplitude, phase, results
 
 
-def save_trained_model(model: PtychoPINN, config: TrainingConfig, extra: dict[str, Any] | None = None) -> Path:
-    """Write ``{config.output_dir}/wts.h5.zip`` (Keras weights + manifest naming the backend and
-    the model, training and inference configs)."""
+def _configs_of(config: TrainingConfig) -> dict[str, Any]:
     inference = InferenceConfig(
         model=config.model, model_path=config.output_dir, test_data_file=config.test_data_file,
         n_groups=config.n_groups, neighbor_count=config.neighbor_count, backend="tensorflow",
     )
-    return save_model(model, config.output_dir, {"model": config.model, "training": config, "inference": inference}, extra)
+    return {"model": config.model, "training": config, "inference": inference}
+
+
+def save_trained_model(model: PtychoPINN, config: TrainingConfig, extra: dict[str, Any] | None = None) -> Path:
+    """Write ``{config.output_dir}/wts.h5.zip`` (Keras weights + manifest naming the backend and
+    the model, training and inference configs)."""
+    return save_model(model, config.output_dir, _configs_of(config), extra)
 
 
 def load_inference_bundle(bundle_dir: Path | str) -> tuple[PtychoPINN, dict[str, Any]]:
     """Load ``wts.h5.zip`` from ``bundle_dir`` (or the archive itself) -> ``(model, params)``:
-    the legacy parameters saved with the model, plus ``model_config`` and ``manifest``."""
+    the legacy parameters saved with the model, plus ``model_config`` and ``manifest``.
+
+    ``bundle_dir`` may also hold the archive's unpacked members. The model becomes this process's
+    current model, and ``params.cfg['intensity_scale']`` its intensity scale (the factor the legacy
+    ``model.predict([X * intensity_scale, local_offsets])`` expects).
+    """
     model, manifest = load_model(bundle_dir)
     saved = dict(manifest.get("params", {}))
     saved["model_config"] = model.cfg
     saved["manifest"] = manifest
+    params.set("intensity_scale", intensity_scale_of(model))
+    configs = dict(manifest.get("configs") or {})
+    configs["model"] = model.cfg
+    extra = {k: manifest[k] for k in ("epochs", "global_step", "seed") if k in manifest}
+    model_manager.remember(model, configs, extra)
     return model, saved
 
 
@@ -377,3 +414,66 @@ def initial_model(model: PtychoPINN, manifest: dict[str, Any]) -> PtychoPINN:
     keras.utils.set_random_seed(seed)
     return build_model(model.cfg, probe)
 
+
+
+# --------------------------------------------------------------------------- legacy (ptychodus) edge
+
+# ``output_dir=Path()``: ptychodus's "not used" (it saves with model_manager.save itself).
+UNSET_OUTPUT_DIR = Path()
+
+
+def intensity_scale_of(model: PtychoPINN) -> float:
+    """The model's intensity scale ``sigma = exp(log_intensity_scale)`` (learned or fixed)."""
+    return float(np.exp(model.physics.log_intensity_scale.numpy()))
+
+
+def predict_legacy(model: PtychoPINN, inputs: Any, batch_size: int = PREDICT_BATCH) -> np.ndarray:
+    """The legacy Keras call ``model.predict([X * intensity_scale, local_offsets])`` -> complex64
+    object patches (B, N, N, C) (:mod:`ptycho.loader` layout).
+
+    The input is divided by the model's intensity scale, as the legacy model's first layer did, so
+    ``X`` must be multiplied by ``params.get('intensity_scale')`` (set when the model was trained
+    or loaded). The offsets are checked but do not change the object patches.
+    """
+    from ptycho.loader import legacy_patches, model_inputs_from_legacy
+
+    x, _offsets = model_inputs_from_legacy(inputs)
+    cfg = model.cfg
+    if x.shape[1:] != (cfg.channels, cfg.N, cfg.N):
+        raise ValueError(
+            f"predict: X holds {x.shape[1]} patches of {x.shape[2]} x {x.shape[3]} per group, but the model was "
+            f"trained with gridsize {cfg.gridsize} ({cfg.channels} patches) of {cfg.N} x {cfg.N}; "
+            f"group the data with the model's N and gridsize"
+        )
+    amplitude, phase = predict_object_patches(model, x / np.float32(intensity_scale_of(model)), batch_size)
+    return legacy_patches(amplitude, phase)
+
+
+def save_outputs(
+    amplitude: np.ndarray | None,
+    phase: np.ndarray | None,
+    results: dict[str, Any],
+    output_prefix: Path | str,
+) -> list[Path]:
+    """Write what a training run produced into ``output_prefix`` (ptychodus calls it after
+    ``run_cdi_example``): ``history.json`` (per-epoch losses) and, when a reconstruction was made,
+    ``reconstructed_amplitude.npy``, ``reconstructed_phase.npy`` and their PNGs. Returns the paths."""
+    out = Path(output_prefix)
+    if (amplitude is None) != (phase is None):
+        raise ValueError("save_outputs: amplitude and phase must both be given or both be None")
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    history = results.get("history")
+    if history is not None:
+        path = out / "history.json"
+        path.write_text(json.dumps(history, indent=2))
+        written.append(path)
+    if amplitude is not None and phase is not None:
+        from matplotlib.image import imsave  # no pyplot: leaves the caller's GUI backend alone
+
+        for name, image, cmap in (("amplitude", amplitude, "gray"), ("phase", phase, "twilight")):
+            array = np.asarray(image)
+            np.save(out / f"reconstructed_{name}.npy", array)
+            imsave(out / f"reconstructed_{name}.png", array, cmap=cmap)
+            written += [out / f"reconstructed_{name}.npy", out / f"reconstructed_{name}.png"]
+    return written
