@@ -8,7 +8,7 @@ import only argparse at module level and the heavy parts inside their handler, s
 another command name still works: then every module is loaded, as for ``--help``).
 
 Exit codes: 0 success (gate passed); 1 gate failed; 2 usage or configuration error;
-3 internal error; 130/143 interrupted by SIGINT/SIGTERM (the report is still written).
+3 internal error; 129/130/143 interrupted by SIGHUP/SIGINT/SIGTERM (the report is still written).
 """
 
 from __future__ import annotations

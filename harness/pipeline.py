@@ -40,7 +40,7 @@ POST_RUN_MODULES = (
 
 EXIT_PASSED = 0
 EXIT_GATE_FAILED = 1
-EXIT_INTERRUPTED = {signal.SIGINT: 130, signal.SIGTERM: 143}
+EXIT_INTERRUPTED = {signal.SIGHUP: 129, signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
 @dataclass
@@ -70,7 +70,8 @@ class RunOutcome:
 
 
 class StopSignals:
-    """SIGINT/SIGTERM set an event (the runner stops its children) instead of killing the harness."""
+    """SIGINT/SIGTERM/SIGHUP set an event (the runner stops its children) instead of killing the
+    harness: a closed terminal or SSH session ends a run the way Ctrl-C does."""
 
     def __init__(self) -> None:
         self.event = threading.Event()
@@ -83,7 +84,7 @@ class StopSignals:
 
     def __enter__(self) -> StopSignals:
         if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGINT, signal.SIGTERM):
+            for signum in EXIT_INTERRUPTED:
                 self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
@@ -123,6 +124,7 @@ def selector_result(plan: SelectorPlan, outcome: ProcessOutcome, run_dir: RunDir
         argv=[arg.replace(str(run_dir.staging), str(run_dir.final)) for arg in plan.argv],  # as published
         state=parsed.state, reason=parsed.reason, exit_code=outcome.exit_code, report_exitcode=parsed.report_exitcode,
         signal=outcome.signal, started_at=outcome.started_at, finished_at=outcome.finished_at, wall_s=outcome.wall_s,
+        cpu_s=outcome.cpu_s,
         session_s=None if parsed.session_s is None else round(parsed.session_s, 3), tests_s=parsed.tests_s,
         counts=parsed.counts, tests=parsed.tests, files=files,
     )

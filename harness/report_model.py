@@ -110,6 +110,8 @@ class SelectorResult(Model):
     started_at: str | None = None
     finished_at: str | None = None
     wall_s: float | None = Field(default=None, description="measured by the harness around the process")
+    cpu_s: float | None = Field(default=None, description="user + system CPU seconds of the selector's whole "
+                                "process tree (pytest and everything it started), measured by the harness")
     session_s: float | None = Field(default=None, description="pytest's own session duration")
     tests_s: float | None = Field(default=None, description="sum of the tests' stage durations")
     runtime_s: float | None = Field(default=None, description="the time the runtime rules compare")

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from harness import process_tree
 from harness.catalog import Catalog
 
 RUN_STOP_GRACE_S = 60.0  # how long a stopped run may take to write its interrupted report
@@ -275,7 +276,11 @@ class Server:
         started = utc_now()
         item.last_started = _stamp(started)
         try:
-            self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, env=self.env)  # noqa: S603 - argv list
+            # If serve itself is killed (even with SIGKILL), the run gets SIGTERM from the kernel and
+            # stops its selectors' process trees as on any SIGTERM, writing its interrupted report.
+            self.process = subprocess.Popen(  # noqa: S603 - argv list
+                argv, stdin=subprocess.DEVNULL, env=self.env,
+                preexec_fn=process_tree.parent_death_preexec(signal.SIGTERM))  # noqa: PLW1509 - no locks taken
         except OSError as exc:
             self.log(f"error  {cadence}: cannot start harness run: {exc.strerror or exc}")
             item.last_exit = 3
@@ -304,8 +309,8 @@ class Server:
             self.wake.notify_all()
 
     def serve(self) -> int:
-        """Run until SIGTERM/SIGINT; returns the exit code (0 after a clean stop)."""
-        previous = {s: signal.signal(s, self.request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
+        """Run until SIGTERM/SIGINT/SIGHUP; returns the exit code (0 after a clean stop)."""
+        previous = {s: signal.signal(s, self.request_stop) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
         httpd = None
         try:
             httpd = self.start_http()

@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "record history and write reports/<UTC timestamp>-<cadence>/ (report.json, summary.md, summary.html, "
         "per-selector pytest JSON and logs, env.txt).",
         epilog="Exit codes: 0 gate passed; 1 gate failed (a trigger at or above --fail-on); 2 usage or "
-        "configuration error; 3 internal error; 130/143 interrupted (the report is still written).",
+        "configuration error; 3 internal error; 129/130/143 interrupted by SIGHUP/SIGINT/SIGTERM (the report is still written).",
     )
     parser.add_argument("--cadence", required=True, metavar="NAME",
                         help="pr, nightly, weekly or manual (the catalog's cadences)")

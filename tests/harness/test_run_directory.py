@@ -29,7 +29,7 @@ WAITS_FOR_A_SIGNAL = """
 
 def _wait_for(path: Path, seconds: float = 60) -> None:
     deadline = time.monotonic() + seconds
-    while not path.exists():
+    while not (path.exists() and path.read_text().strip()):  # created, then written: wait for the text
         if time.monotonic() > deadline:
             raise AssertionError(f"{path} did not appear within {seconds} s")
         time.sleep(0.05)
