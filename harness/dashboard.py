@@ -105,6 +105,26 @@ class TrendChart:
 
 
 @dataclass
+class ImageLink:
+    label: str
+    href: str  # the full-size image, relative to index.html
+    thumbnail: str
+    nodeid: str
+
+
+@dataclass
+class ReconstructionPanel:
+    """A selector's newest recorded images beside those of the run before (copied into the run directory)."""
+
+    selector: str
+    run_key: str
+    summary_href: str | None
+    current: list[ImageLink]
+    previous_run: str | None = None
+    previous: list[ImageLink] = field(default_factory=list)
+
+
+@dataclass
 class DashboardData:
     generated_at: str
     history_label: str
@@ -114,6 +134,7 @@ class DashboardData:
     silenced_alerts: list[AlertRow] = field(default_factory=list)
     silences_known: bool = False
     charts: list[TrendChart] = field(default_factory=list)
+    reconstructions: list[ReconstructionPanel] = field(default_factory=list)
     charts_drawn: list[str] = field(default_factory=list)  # selectors whose chart was drawn for this page
     charts_reused: list[str] = field(default_factory=list)  # selectors whose cached chart was still current
 
@@ -200,6 +221,8 @@ def collect(store: Any, reports_dir: Path, catalog: Catalog | None = None, *,
             triggers=triggers, summary_href=_summary_href(reports_dir, row["run_key"]),
         ))
 
+    data.reconstructions = reconstruction_panels(store, reports_dir, [tile.name for tile in data.selectors])
+
     for row in _rows(store, """
         SELECT r.run_key, r.cadence, r.started_at, r.wall_s, r.status, r.gate_passed, r.git_sha, r.host_key,
                (SELECT COUNT(*) FROM alerts AS a WHERE a.run_id = r.id AND a.status = 'firing') AS fired
@@ -257,6 +280,38 @@ def collect(store: Any, reports_dir: Path, catalog: Catalog | None = None, *,
             data.charts_reused.append(tile.name)
         data.charts.append(chart)
     return data
+
+
+RECONSTRUCTION_LOOKBACK = 10  # newest runs of a selector searched for recorded images
+
+
+def reconstruction_panels(store: Any, reports_dir: Path, selectors: list[str]) -> list[ReconstructionPanel]:
+    """Per selector, the newest run directory holding its images (``images/index.json``, written with
+    the run's summary), with the previous run's images that run copied beside them."""
+    from harness.report_images import read_index
+
+    panels = []
+    for name in selectors:
+        for row in _rows(store, """
+                SELECT r.run_key FROM selector_results AS sr JOIN runs AS r ON r.id = sr.run_id
+                WHERE sr.selector = ? AND sr.state <> 'not_run'
+                ORDER BY r.started_at DESC, r.id DESC LIMIT ?""", (name, RECONSTRUCTION_LOOKBACK)):
+            key = row["run_key"]
+            if not key or "/" in key or key.startswith("."):
+                continue
+            found = read_index(reports_dir / key).get(name)
+            if found is None or not found.current:
+                continue
+
+            def links(images: list, key: str = key) -> list[ImageLink]:
+                return [ImageLink(label=i.label, href=f"{key}/{i.file}", thumbnail=f"{key}/{i.thumbnail}", nodeid=i.nodeid)
+                        for i in images]
+
+            panels.append(ReconstructionPanel(selector=name, run_key=key, summary_href=_summary_href(reports_dir, key),
+                                              current=links(found.current), previous_run=found.previous_run,
+                                              previous=links(found.previous)))
+            break
+    return panels
 
 
 # -- the chart ---------------------------------------------------------------------------------

@@ -66,8 +66,8 @@ def _context(report: RunReport) -> dict:
     return {"report": report, "run": report.run, "gate": report.gate, "alerts": alerts, "failures": failures}
 
 
-def render_markdown(report: RunReport) -> str:
-    text = _environment(False).get_template("summary.md.j2").render(**_context(report))
+def render_markdown(report: RunReport, images: list | None = None) -> str:
+    text = _environment(False).get_template("summary.md.j2").render(**_context(report), images=images or [])
     encoded = text.encode("utf-8")
     if len(encoded) > MAX_SUMMARY_BYTES:
         cut = encoded[: MAX_SUMMARY_BYTES - 200].decode("utf-8", "ignore")
@@ -75,8 +75,9 @@ def render_markdown(report: RunReport) -> str:
     return text
 
 
-def render_html(report: RunReport) -> str:
-    return _environment(True).get_template("summary.html.j2").render(**_context(report))
+def render_html(report: RunReport, images: list | None = None) -> str:
+    """``images``: harness.report_images.SelectorImages, paths relative to the run directory."""
+    return _environment(True).get_template("summary.html.j2").render(**_context(report), images=images or [])
 
 
 def write_reports(report: RunReport, directory: Path) -> list[str]:
@@ -87,9 +88,16 @@ def write_reports(report: RunReport, directory: Path) -> list[str]:
     """
     (directory / "report.json").write_text(report.to_json() + "\n", encoding="utf-8")
     problems = []
+    try:
+        from harness.report_images import gather_images
+
+        images = gather_images(report, directory)
+    except Exception as exc:  # pictures are a convenience: the summaries still get written
+        problems.append(f"images not gathered into {directory.name}/images ({type(exc).__name__}: {exc})")
+        images = []
     for name, render in (("summary.md", render_markdown), ("summary.html", render_html)):
         try:
-            text = render(report)
+            text = render(report, images)
         except Exception as exc:  # a template bug must not cost the run its report
             problems.append(f"{name} could not be rendered ({type(exc).__name__}: {exc}); see report.json")
             text = f"{problems[-1]}\n"

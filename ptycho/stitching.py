@@ -12,7 +12,14 @@ import numpy as np
 
 from ptycho.physics import bilinear_taps
 
-__all__ = ["patch_weights", "reassemble_patches", "canvas_shape_for", "summed_illumination"]
+__all__ = [
+    "patch_weights",
+    "reassemble_patches",
+    "canvas_shape_for",
+    "summed_illumination",
+    "relative_patch_phases",
+    "synchronise_patch_phases",
+]
 
 
 def patch_weights(n: int, probe: np.ndarray | None = None, crop: int | None = None) -> np.ndarray:
@@ -100,3 +107,77 @@ def summed_illumination(probe: np.ndarray, positions: np.ndarray, canvas_shape: 
         tap = ((fr if d_row else 1 - fr) * (fc if d_col else 1 - fc))[:, None, None]
         _splat(total, tap * intensity, row0 + d_row, col0 + d_col)
     return total
+
+
+def relative_patch_phases(
+    patches: np.ndarray, positions: np.ndarray, weights: np.ndarray, min_overlap: float = 0.25
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Weighted overlap products of every pair of overlapping patches.
+
+    ``h_ij = sum_x w(x - r_i) w(x - r_j) p_i(x - r_i) conj(p_j(x - r_j))`` over the pixels both cover
+    (relative positions rounded to whole pixels), for pairs whose windows overlap by at least
+    ``min_overlap`` of a side in each direction. Its angle is ``theta_i - theta_j`` where
+    ``p_i ~ exp(i theta_i) O``. Returns ``(i, j, h)``.
+    """
+    from scipy.spatial import cKDTree
+
+    patches = np.asarray(patches)
+    n = patches.shape[-1]
+    positions = np.asarray(positions, dtype=np.float64)
+    weighted = patches.astype(np.complex128) * np.asarray(weights, dtype=np.float64)
+    # The weights' support bounds which pairs can overlap at all (a central crop: its side).
+    support = np.flatnonzero(np.asarray(weights).any(axis=0))
+    side = int(support[-1] - support[0] + 1) if support.size else n
+    reach = side * (1.0 - min_overlap)
+    pairs = cKDTree(positions).query_pairs(r=reach, p=np.inf, output_type="ndarray")
+    if pairs.size == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.complex128)
+    i, j = pairs[:, 0], pairs[:, 1]
+    d = np.rint(positions[j] - positions[i]).astype(np.int64)  # (dx, dy) of j relative to i
+    h = np.zeros(len(i), dtype=np.complex128)
+    keys = (d[:, 0] + n) * (4 * n) + (d[:, 1] + n)
+    order = np.argsort(keys, kind="stable")
+    bounds = np.flatnonzero(np.diff(keys[order])) + 1
+    for group in np.split(order, bounds):
+        dx, dy = int(d[group[0], 0]), int(d[group[0], 1])
+        if abs(dx) >= n or abs(dy) >= n:
+            continue
+        a = weighted[i[group], max(dy, 0) : n + min(dy, 0), max(dx, 0) : n + min(dx, 0)]
+        b = weighted[j[group], max(-dy, 0) : n + min(-dy, 0), max(-dx, 0) : n + min(-dx, 0)]
+        h[group] = np.sum(a * np.conj(b), axis=(1, 2))
+    return i, j, h
+
+
+def synchronise_patch_phases(patches: np.ndarray, positions: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """``patches`` (P, N, N) with each one's constant phase offset removed, consistently across the scan.
+
+    One diffraction pattern does not determine its patch's global phase, so a network trained on
+    single patterns gives each patch an offset of its own; averaged as they are, they blur the
+    phase. The offsets follow from the overlaps: with ``H_ij = h_ij`` (:func:`relative_patch_phases`)
+    the leading eigenvector of the Hermitian ``H`` is ``exp(i theta)`` up to one global phase
+    (spectral phase synchronisation), solved for all patches at once rather than by slow sweeps.
+    Patches without overlapping neighbours are left as they are.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.linalg import eigsh
+
+    patches = np.asarray(patches)
+    count = patches.shape[0]
+    if count < 3:
+        return patches
+    i, j, h = relative_patch_phases(patches, positions, weights)
+    if h.size == 0:
+        return patches
+    matrix = coo_matrix(
+        (np.concatenate([h, np.conj(h)]), (np.concatenate([i, j]), np.concatenate([j, i]))), shape=(count, count)
+    ).tocsr()
+    if count < 64:
+        v = np.linalg.eigh(matrix.toarray())[1][:, -1]
+    else:
+        start = np.ones(count, dtype=np.complex128)  # deterministic ARPACK start
+        v = eigsh(matrix, k=1, which="LA", v0=start)[1][:, 0]
+    magnitude = np.abs(v)
+    rotation = np.where(magnitude > 1e-12 * magnitude.max(), np.conj(v) / np.maximum(magnitude, 1e-300), 1.0)
+    # Keep the scan's mean phase where it was: only the offsets between patches change.
+    rotation = rotation * np.exp(-1j * np.angle(np.mean(rotation)))
+    return (patches * rotation[:, None, None]).astype(patches.dtype)

@@ -132,16 +132,19 @@ def stitch_reconstruction(
     flip_y: bool = False,
     transpose: bool = False,
     device=None,
+    synchronise_phases: bool = True,
 ) -> np.ndarray:
     """Stitch complex ``patches`` (..., N, N) placed at global ``positions`` (..., 2) into one object.
 
     Weights: probe intensity, zero outside the central ``crop`` window (the predicted region).
     ``transpose`` swaps each patch's rows and columns; ``flip_x``/``flip_y`` mirror the positions.
-    Native torch (``index_add``), float64 accumulation.
+    With ``synchronise_phases`` each patch's own phase offset is removed first
+    (:func:`ptycho.stitching.synchronise_patch_phases`). Native torch (``index_add``), float64
+    accumulation.
     """
     import torch
 
-    from ptycho.stitching import patch_weights
+    from ptycho.stitching import patch_weights, synchronise_patch_phases
     from ptycho_torch.reassembly import reassemble_patches
 
     n = patches.shape[-1]
@@ -150,6 +153,8 @@ def stitch_reconstruction(
         flat = np.swapaxes(flat, -1, -2)
     pos = transform_positions(np.asarray(positions).reshape(-1, 2), flip_x, flip_y)
     weights = patch_weights(n, probe, crop=crop)
+    if synchronise_phases:
+        flat = synchronise_patch_phases(flat, pos, weights)
     if crop is not None and (n - crop) % 2 == 0:
         # Outside the crop window the weight is zero: splat only the window. Its pixel r' is the full
         # patch's pixel r' + (n - crop)/2, so with the same centre the taps land on the same pixels.

@@ -296,8 +296,9 @@ def reconstruct(
 ) -> tuple[Reconstruction, GroupedData]:
     """Group ``raw`` as the model was configured (``params.cfg`` must hold its N and gridsize,
     CONFIG-001), predict, and stitch with :func:`ptycho.tf_helper.reassemble_position` (probe
-    intensity weights on the predicted window; docs/architecture.md §10)."""
-    from ptycho.stitching import patch_weights
+    intensity weights on the predicted window, patch phase offsets synchronised first;
+    docs/architecture.md §10)."""
+    from ptycho.stitching import patch_weights, synchronise_patch_phases
 
     timings = timings if timings is not None else {}
     cfg = model.cfg
@@ -315,6 +316,7 @@ def reconstruct(
     flat_positions = stitch_positions(positions.reshape(-1, 2), flip_x, flip_y)
     canvas = canvas_shape_of(raw, cfg.N, M)
     weights = patch_weights(cfg.N, raw.probeGuess, crop=predicted_size(cfg))
+    patches = synchronise_patch_phases(patches, flat_positions, weights)  # each patch's own phase offset
     obj = tf_helper.reassemble_position(patches, flat_positions, canvas, weights).numpy()
     timings["stitching"] = time.perf_counter() - t
     meta = reconstruction_metadata(grouped, cfg, canvas, flip_x=flip_x, flip_y=flip_y, transpose=transpose)
