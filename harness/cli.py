@@ -40,6 +40,8 @@ COMMAND_MODULES = (
     "harness.commands.prune",  # issue 7: evidence retention (brief §3.2)
     "harness.commands.github",  # PR comment (updated in place) + Check Run
     "harness.commands.metrics",  # OpenMetrics text of the current state
+    "harness.commands.baseline",  # accept a new level for the change-point rules (who, why)
+    "harness.commands.flaky",  # tests flaky across runs, from history
 )
 
 EXIT_USAGE = 2

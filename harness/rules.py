@@ -109,6 +109,48 @@ class BudgetCondition(_Strict):
 
 
 class When(_Strict):
+class ShiftCondition(_Strict):
+    """A recorded series shifted (harness/changepoints.py): the latest runs against the ones before.
+
+    ``series``: ``runtime`` (the selector's runtime on this host; ``signal: cpu`` or ``auto``
+    reads the CPU seconds of its process tree where recorded), ``test_duration`` (each passed
+    test's call duration on this host) or ``figure`` (each catalog quality figure; ``worse`` is
+    its bad direction). Magnitude (``min_change``, relative) and significance (z of the best
+    split) must both hold.
+    """
+
+    series: Literal["runtime", "test_duration", "figure"]
+    direction: Literal["increase", "decrease", "worse"] = "increase"
+    signal: Literal["runtime", "cpu", "auto"] = "runtime"
+    min_change: float = Field(gt=0)
+    significance: float = Field(gt=0)
+    min_history: int = Field(default=10, ge=3)
+    window: int = Field(default=30, ge=3)
+    min_run_length: int = Field(default=4, ge=2)
+    max_run_length: int = Field(default=8, ge=2)
+    # Series whose reference median is below this are not judged (timer noise of millisecond tests).
+    min_value: float = Field(default=0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _coherent(self) -> ShiftCondition:
+        if self.max_run_length < self.min_run_length:
+            raise ValueError("max_run_length must be at least min_run_length")
+        if self.window < self.min_history:
+            raise ValueError("window must be at least min_history")
+        if self.direction == "worse" and self.series != "figure":
+            raise ValueError("direction 'worse' needs series: figure (a figure's catalog direction)")
+        return self
+
+
+class FlakyCondition(_Strict):
+    """A test flaky across runs (harness/flaky.py): it failed and passed on one commit, or its
+    outcome flipped at least ``min_flips`` times in its last ``window`` runs."""
+
+    window: int = Field(default=50, ge=2)
+    min_flips: int = Field(default=2, ge=1)
+    same_commit: bool = True
+
+
     state: tuple[SelectorState, ...] = ()
     runtime: RuntimeCondition | None = None
     outcome: tuple[str, ...] = ()
@@ -124,9 +166,15 @@ class When(_Strict):
     def level(self) -> Literal["test", "selector", "artifact", "figure", "run"]:
         if self.budget is not None:
             return "run"
+    shift: ShiftCondition | None = None
+    flaky: FlakyCondition | None = None
         if self.artifact is not None:
             return "artifact"
         if self.figure is not None:
+        if self.shift is not None:
+            return "series"  # type: ignore[return-value]
+        if self.flaky is not None:
+            return "history"  # type: ignore[return-value]
             return "figure"
         if self.outcome or self.kind or self.message or self.context or self.location:
             return "test"
@@ -134,7 +182,7 @@ class When(_Strict):
 
     @model_validator(mode="after")
     def _coherent(self) -> When:
-        special = [name for name in ("budget", "artifact", "figure") if getattr(self, name) is not None]
+        special = [name for name in ("budget", "artifact", "figure", "shift", "flaky") if getattr(self, name) is not None]
         if len(special) > 1:
             raise ValueError(f"{' and '.join(special)} cannot be combined in one trigger")
         test_level = bool(self.outcome or self.kind or self.message or self.context or self.location)

@@ -1,0 +1,199 @@
+"""Change points, flaky tests across runs and accepted baselines, on constructed histories."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.changepoints import InvalidMeasurement, ScanSettings, check_measurement, detect, scan
+from harness.commands.baseline import accept
+from harness.flaky import counted_flips, flaky_tests
+from harness.history import HistoryStore
+from harness.rules import load_rules
+from harness.synthetic_runs import SyntheticRun, record, selector
+
+RULES = Path(__file__).resolve().parents[2] / "alerts" / "rules.yaml"
+
+
+def sha(i: int) -> str:
+    return f"{i:04d}abc".ljust(40, "0")
+
+
+def noisy(rng, n, cv, step=0.0, at=20, level=20.0):
+    values = level * np.exp(rng.normal(0.0, math.sqrt(math.log1p(cv * cv)), n))
+    values[at:] *= 1 + step
+    return values
+
+
+def test_a_step_is_found_at_its_run_with_before_and_after_medians():
+    values = noisy(np.random.default_rng(7), 26, 0.05, step=0.5)
+    shift = detect(values, ScanSettings())
+    assert shift is not None and shift.onset == 20
+    assert shift.before == pytest.approx(20, rel=0.08) and shift.after == pytest.approx(30, rel=0.08)
+    assert shift.change == pytest.approx(0.5, abs=0.1)
+
+
+def test_a_noisy_stationary_series_fires_nothing_and_one_outlier_is_not_a_change():
+    rng = np.random.default_rng(11)
+    values = noisy(rng, 200, 0.10)
+    values[120] *= 3.0
+    fired = [t for t in range(14, 201) if detect(values[:t], ScanSettings(significance=4.0)) is not None]
+    assert fired == []
+
+
+def test_a_decrease_is_not_an_increase_and_a_small_change_is_below_magnitude():
+    rng = np.random.default_rng(3)
+    assert detect(noisy(rng, 28, 0.03, step=-0.5), ScanSettings()) is None
+    assert detect(noisy(rng, 28, 0.03, step=-0.5), ScanSettings(direction="decrease")) is not None
+    assert detect(noisy(rng, 28, 0.01, step=0.05), ScanSettings(min_change=0.10)) is None
+
+
+def test_scan_judges_many_series_at_once_and_short_ones_not_at_all():
+    rng = np.random.default_rng(5)
+    matrix = np.array([noisy(rng, 30, 0.05, step=1.0, at=24), noisy(rng, 30, 0.05)])
+    matrix = np.vstack([matrix, np.r_[np.full(25, np.nan), [1, 1, 5, 5, 5]]])
+    fires, shifts = scan(matrix, ScanSettings())
+    assert fires.tolist() == [True, False, False] and shifts[0].onset == 24
+
+
+@pytest.mark.parametrize("value", [float("nan"), -1.0, None, float("inf"), "x"])
+def test_values_that_are_not_measurements_are_rejected_by_name(value):
+    with pytest.raises(InvalidMeasurement, match=r"integration: runtime: value .* in run r1 is not a measurement"):
+        check_measurement(value, "integration: runtime", "r1")
+
+
+# -- through the real rule engine and history store ----------------------------------------
+
+
+@pytest.fixture
+def store(tmp_path):
+    with HistoryStore.open(tmp_path / "history.sqlite") as opened:
+        yield opened
+
+
+def drive(store, runtimes, *, tests=None, figures=None, start=0, host="h1"):
+    rules, sel = load_rules(RULES), selector(figures=({"name": "ssim", "direction": "higher"},))
+    reports = []
+    for offset, runtime in enumerate(runtimes):
+        i = start + offset
+        run = SyntheticRun(runtime_s=float(runtime), sha=sha(i), host_key=host,
+                           tests=(tests(i) if tests else {}), figures=(figures(i) if figures else {}))
+        reports.append(record(store, rules, sel, run, i))
+    return reports
+
+
+def fired(report, trigger):
+    return [a for a in report.alerts if a.trigger == trigger]
+
+
+def test_rt_004_names_the_first_run_and_the_commit_range_and_fires_as_one_alert(store):
+    runtimes = noisy(np.random.default_rng(1), 40, 0.05, step=0.4)
+    reports = drive(store, runtimes)
+    firing = [i for i, r in enumerate(reports) if fired(r, "RT-004")]
+    assert firing and firing[0] <= 25 and firing == list(range(firing[0], 40))
+    alerts = [fired(reports[i], "RT-004")[0] for i in firing]
+    assert len({a.fingerprint for a in alerts}) == 1  # one change, one alert (one notification)
+    change = alerts[-1].evidence["change"]
+    assert change["first_run"] == "run-00020" and change["commit_range"] == f"{sha(19)[:7]}..{sha(20)[:7]}"
+    assert "runtime +" in alerts[0].summary and "first seen in run run-00020 at 0020abc (last good 0019abc" in alerts[0].summary
+    assert change == alerts[0].evidence["change"]  # the evidence of the run that found it, unchanged
+    assert all(not fired(r, "RT-004") for r in reports[:20])
+
+
+def test_rt_004_resolves_when_the_series_returns(store):
+    rng = np.random.default_rng(2)
+    runtimes = np.r_[noisy(rng, 20, 0.03), noisy(rng, 8, 0.03, step=0.5, at=0), noisy(rng, 8, 0.03)]
+    reports = drive(store, runtimes)
+    assert fired(reports[27], "RT-004")
+    back = next(i for i in range(28, 36) if not fired(reports[i], "RT-004"))
+    assert [r.trigger for r in reports[back].resolved] == ["RT-004"]
+
+
+def test_an_accepted_baseline_resolves_the_change_and_is_recorded(store):
+    rng = np.random.default_rng(4)
+    reports = drive(store, noisy(rng, 30, 0.03, step=0.5))
+    assert fired(reports[-1], "RT-004")
+    row = accept(store, "integration", "new solver is slower by design", "alice")
+    assert row["accepted_by"] == "alice" and row["after_run"] == "run-00029"
+    later = drive(store, noisy(rng, 3, 0.03, level=30.0), start=30)
+    # The workflow test's duration is the runtime too: its PERF-001 resolves with RT-004.
+    assert not fired(later[0], "RT-004") and "RT-004" in [r.trigger for r in later[0].resolved]
+    assert not any(fired(r, "RT-004") for r in later)
+
+
+def test_a_failed_run_neither_moves_nor_resolves_an_open_change(store):
+    rng = np.random.default_rng(6)
+    reports = drive(store, noisy(rng, 30, 0.03, step=0.5))
+    open_alert = fired(reports[-1], "RT-004")[0]
+    failing = drive(store, [45.0], tests=lambda i: {"t.py::test_a": ("failed", 1.0, "boom")}, start=30)
+    assert fired(failing[0], "RT-004")[0].evidence["change"] == open_alert.evidence["change"]
+    assert failing[0].resolved == []
+
+
+def test_perf_001_finds_the_test_that_slowed_and_qual_002_the_figure_that_dropped(store):
+    rng = np.random.default_rng(8)
+
+    def tests(i):
+        return {f"t.py::test_{j}": ("passed", float((2.0 if j == 3 and i >= 20 else 1.0) * math.exp(rng.normal(0, 0.03))), None)
+                for j in range(6)}
+
+    reports = drive(store, noisy(rng, 30, 0.03), tests=tests, figures=lambda i: {"ssim": 0.80 if i < 22 else 0.74})
+    perf = fired(reports[-1], "PERF-001")
+    assert [a.nodeid for a in perf] == ["t.py::test_3"] and perf[0].evidence["change"]["first_run"] == "run-00020"
+    qual = fired(reports[-1], "QUAL-002")
+    assert len(qual) == 1 and qual[0].evidence["change"]["first_run"] == "run-00022"
+    assert "ssim -8 %" in qual[0].summary
+    assert not fired(reports[-1], "RT-004")
+
+
+def test_a_test_without_a_valid_duration_is_a_note_not_a_statistic(store):
+    rng = np.random.default_rng(9)
+    reports = drive(store, noisy(rng, 16, 0.03), tests=lambda i: {"t.py::test_a": ("passed", -1.0 if i == 15 else 1.0, None)})
+    assert any("t.py::test_a: call duration: value -1.0 in run this run is not a measurement" in n for n in reports[-1].notes)
+
+
+# -- flaky across runs ------------------------------------------------------------------------
+
+
+def test_flips_count_short_failure_stretches_only():
+    P, F = True, False
+    assert counted_flips([P, P, F, P, P]) == 2            # failed once between passes
+    assert counted_flips([P, P, F, F, F, F]) == 0         # broke and stays broken
+    assert counted_flips([P, F, F, F, P]) == 0            # a regression and its fix
+    assert counted_flips([P, F, P, F, P]) == 4
+
+
+def test_flaky_002_fires_once_per_flaky_test_and_never_for_deterministic_ones(store):
+    rng = np.random.default_rng(10)
+    flips = rng.random(60) < 0.2
+
+    def tests(i):
+        return {
+            "t.py::test_flaky": ("failed" if flips[i] else "passed", 1.0, f"timeout {i}" if flips[i] else None),
+            "t.py::test_always_fails": ("failed", 1.0, "broken"),
+            "t.py::test_broke_at_30": ("failed" if i >= 30 else "passed", 1.0, "regressed"),
+            "t.py::test_fine": ("passed", 1.0, None),
+        }
+
+    reports = drive(store, np.full(60, 20.0), tests=tests)
+    nodes = {a.nodeid for r in reports for a in fired(r, "FLAKY-002")}
+    assert nodes == {"t.py::test_flaky"}
+    alerts = [a for r in reports for a in fired(r, "FLAKY-002")]
+    assert len({a.fingerprint for a in alerts}) == 1
+    last = alerts[-1].evidence
+    assert last["flip_rate"] > 0 and last["last_message"].startswith("timeout")
+    listed = flaky_tests(store, "integration")
+    assert [v.nodeid for v in listed] == ["t.py::test_flaky"]
+
+
+def test_a_test_that_failed_and_passed_on_one_commit_is_flaky(store):
+    def tests(i):
+        return {"t.py::test_x": ("failed" if i == 12 else "passed", 1.0, "once")}
+
+    rules, sel = load_rules(RULES), selector()
+    reports = [record(store, rules, sel, SyntheticRun(runtime_s=20.0, sha=sha(i // 2), tests=tests(i)), i) for i in range(15)]
+    alert = fired(reports[14], "FLAKY-002")[0]  # runs 12 (failed) and 13 (passed) were both on commit 6
+    assert alert.evidence["same_commit"] == sha(6)[:7]
