@@ -7,6 +7,8 @@ on top of the core's ``HistoryStore`` (one SQLite file, WAL, ``BEGIN IMMEDIATE``
 
 Outbox rows are claimed before sending (``pending`` -> ``sending`` in one UPDATE), so two
 flushing processes never send the same message; a claim left by a dead process is taken over.
+A message is claimed only when every earlier message of its sink is settled, so concurrent
+flushers keep each sink's order.
 """
 
 from __future__ import annotations
@@ -351,19 +353,39 @@ class AlertStore:
             return int(pid) != os.getpid() and not _pid_alive(int(pid))
         return False
 
-    def claim(self, message: OutboxMessage, now: datetime) -> bool:
-        """Take a message for sending; False when another process has it (or it was delivered)."""
+    def claim(self, message: OutboxMessage, now: datetime, *, in_order: bool = True) -> str:
+        """Take a message for sending, in one write transaction. Returns ``claimed``; ``done``
+        when it was delivered (or given up) meanwhile; ``busy`` when another live process is
+        sending it or, with ``in_order``, an earlier message of the same sink is still waiting or
+        being sent: per sink, messages leave in the order they were queued, so a "resolved"
+        never overtakes its "firing"."""
         with self.transaction():
             row = self.db.execute("SELECT * FROM alert_outbox WHERE id = ?", (message.id,)).fetchone()
-            if row is None or row["state"] == "delivered":
-                return False
+            if row is None or row["state"] not in ("pending", "sending", "rejected"):
+                return "done"
             if row["state"] == "sending" and not self._claim_abandoned(row, now):
-                return False
+                return "busy"
+            if in_order:
+                earlier = self.db.execute(
+                    "SELECT * FROM alert_outbox WHERE sink = ? AND id < ? AND state IN ('pending', 'sending')",
+                    (row["sink"], row["id"]),
+                ).fetchall()
+                if earlier:
+                    return "busy"
             self.db.execute(
                 "UPDATE alert_outbox SET state = 'sending', claimed_at = ?, claimed_by = ? WHERE id = ?",
                 (utc_iso(now), this_process(), message.id),
             )
-        return True
+        return "claimed"
+
+    def held_elsewhere(self, row: sqlite3.Row, now: datetime) -> bool:
+        """A 'sending' row another live process is working on."""
+        return row["state"] == "sending" and row["claimed_by"] != this_process() and not self._claim_abandoned(row, now)
+
+    def waiting(self) -> list[sqlite3.Row]:
+        """Rows still to be delivered (pending or being sent), in delivery order."""
+        return self.db.execute(
+            "SELECT * FROM alert_outbox WHERE state IN ('pending', 'sending') ORDER BY id").fetchall()
 
     def finish(self, message: OutboxMessage, *, delivered: bool, rejected: bool, attempts: int,
                status: int | None, error: str | None, retry_at: datetime | None, now: datetime) -> None:

@@ -343,65 +343,96 @@ class Flusher:
 
     def flush(self, *, include_rejected: bool = False, force: bool = False,
               message_ids: set[str] | None = None, abandon_failures: bool = False) -> FlushSummary:
+        """Send what is deliverable, sink by sink in queue order, until a pass finds nothing new.
+
+        A sink whose next message another live flusher holds is left to that flusher (it reads
+        the outbox again after each pass, so it also sends what was queued meanwhile); what is
+        left that way is not counted as remaining here. ``message_ids`` (``alerts test``) sends
+        just those, outside the sinks' order.
+        """
         summary = FlushSummary()
-        now = now_utc()
-        messages = self.store.deliverable(now, include_rejected=include_rejected, ignore_retry_at=force)
-        if message_ids is not None:
-            messages = [m for m in messages if m.message_id in message_ids]
         blocked: dict[str, str] = {}
+        handed_over: set[str] = set()
+        tried: set[int] = set()
         last_sent: dict[str, float] = {}
         session = requests.Session()
         try:
-            for message in messages:
-                if message.sink in blocked and not abandon_failures:
-                    summary.skipped += 1
-                    continue
-                sink = self.routes.sinks.get(message.sink)
-                if sink is None:
-                    problem = f"sink {message.sink!r} is not in {self.routes.path.name} any more"
-                else:
-                    url, secret, problem = sink_credentials(sink, self.environ)
-                if problem:
-                    blocked[message.sink] = problem
-                    summary.failed += 1
-                    summary.problems.append(problem)
-                    self._record_unsendable(message, problem, abandon_failures)
-                    continue
-                if not self.store.claim(message, now_utc()):
-                    continue
-                wait = sink.spacing_s - (time.monotonic() - last_sent.get(sink.name, float("-inf")))
-                if wait > 0:
-                    self.sleep(wait)
-                self.progress(f"sending {message.status} {message.group_key} to {sink.name} ({message.message_id})")
-                result = deliver(url, message.body.encode("utf-8"), message.message_id, secret=secret,
-                                 policy=retry_policy(sink), headers=sink.headers, session=session, sleep=self.sleep,
-                                 only_200=sink.kind == "slack")
-                last_sent[sink.name] = time.monotonic()
-                retry_at = None if result.retry_at is None else datetime.fromtimestamp(result.retry_at, UTC)
-                self.store.finish(message, delivered=result.delivered, rejected=result.permanent,
-                                  attempts=result.attempt_count, status=result.status, error=result.error,
-                                  retry_at=retry_at, now=now_utc())
-                if abandon_failures and not result.delivered:
-                    self._abandon(message)
-                entry = {"message_id": message.message_id, "sink": sink.name, "route": message.route,
-                         "status": message.status, "delivered": result.delivered, "http_status": result.status,
-                         "attempts": result.attempt_count, "error": result.error}
-                summary.messages.append(entry)
-                if result.delivered:
-                    summary.delivered += 1
-                elif result.permanent:
-                    summary.rejected += 1
-                    summary.problems.append(f"sink {sink.name!r} rejected {message.message_id}: {result.error}")
-                else:
-                    summary.failed += 1
-                    blocked[sink.name] = result.error or "not delivered"
-                    summary.problems.append(f"sink {sink.name!r}: {message.message_id} not delivered: {result.error}")
+            while True:
+                messages = [m for m in self.store.deliverable(now_utc(), include_rejected=include_rejected,
+                                                              ignore_retry_at=force) if m.id not in tried]
+                if message_ids is not None:
+                    messages = [m for m in messages if m.message_id in message_ids]
+                attempted = False
+                for message in messages:
+                    attempted = self._send_one(message, summary, blocked, handed_over, tried, last_sent, session,
+                                               in_order=message_ids is None,
+                                               abandon_failures=abandon_failures) or attempted
+                if not attempted:
+                    break
         finally:
             session.close()
-        counts = self.store.outbox_counts()
-        summary.remaining = counts.get("pending", 0) + counts.get("sending", 0)
-        summary.held = counts.get("rejected", 0)
+        now = now_utc()
+        waiting = [row for row in self.store.waiting()
+                   if row["sink"] not in handed_over and not self.store.held_elsewhere(row, now)]
+        summary.remaining = len(waiting)
+        summary.held = self.store.outbox_counts().get("rejected", 0)
         return summary
+
+    def _send_one(self, message, summary: FlushSummary, blocked: dict[str, str], handed_over: set[str],
+                  tried: set[int], last_sent: dict[str, float], session, *, in_order: bool,
+                  abandon_failures: bool) -> bool:
+        """Try one message; True when it was claimed and sent (whatever the answer)."""
+        tried.add(message.id)
+        if message.sink in handed_over or (message.sink in blocked and not abandon_failures):
+            if message.sink in blocked:
+                summary.skipped += 1
+            return False
+        sink = self.routes.sinks.get(message.sink)
+        if sink is None:
+            problem = f"sink {message.sink!r} is not in {self.routes.path.name} any more"
+        else:
+            url, secret, problem = sink_credentials(sink, self.environ)
+        if problem:
+            blocked[message.sink] = problem
+            summary.failed += 1
+            summary.problems.append(problem)
+            self._record_unsendable(message, problem, abandon_failures)
+            return False
+        claim = self.store.claim(message, now_utc(), in_order=in_order)
+        if claim == "busy":
+            # Another flusher is sending this sink's earlier messages: it sends this one after them.
+            handed_over.add(message.sink)
+            return False
+        if claim == "done":
+            return False
+        wait = sink.spacing_s - (time.monotonic() - last_sent.get(sink.name, float("-inf")))
+        if wait > 0:
+            self.sleep(wait)
+        self.progress(f"sending {message.status} {message.group_key} to {sink.name} ({message.message_id})")
+        result = deliver(url, message.body.encode("utf-8"), message.message_id, secret=secret,
+                         policy=retry_policy(sink), headers=sink.headers, session=session, sleep=self.sleep,
+                         only_200=sink.kind == "slack")
+        last_sent[sink.name] = time.monotonic()
+        retry_at = None if result.retry_at is None else datetime.fromtimestamp(result.retry_at, UTC)
+        self.store.finish(message, delivered=result.delivered, rejected=result.permanent,
+                          attempts=result.attempt_count, status=result.status, error=result.error,
+                          retry_at=retry_at, now=now_utc())
+        if abandon_failures and not result.delivered:
+            self._abandon(message)
+        summary.messages.append({"message_id": message.message_id, "sink": sink.name, "route": message.route,
+                                 "status": message.status, "delivered": result.delivered,
+                                 "http_status": result.status, "attempts": result.attempt_count,
+                                 "error": result.error})
+        if result.delivered:
+            summary.delivered += 1
+        elif result.permanent:
+            summary.rejected += 1
+            summary.problems.append(f"sink {sink.name!r} rejected {message.message_id}: {result.error}")
+        else:
+            summary.failed += 1
+            blocked[sink.name] = result.error or "not delivered"
+            summary.problems.append(f"sink {sink.name!r}: {message.message_id} not delivered: {result.error}")
+        return True
 
     def _record_unsendable(self, message, problem: str, abandon: bool) -> None:
         with self.store.transaction():

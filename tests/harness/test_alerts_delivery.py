@@ -353,3 +353,34 @@ def test_notifications_can_be_switched_off_and_need_history(world):
     report = RunReport.model_validate_json(next((world.tmp / "reports").rglob("report.json")).read_text())
     outcome = alerting.after_run(report, None, None, environ={})
     assert "--no-history" in outcome.warnings[0]
+
+
+def test_concurrent_flushes_keep_each_sinks_order_and_a_flush_left_nothing_to_do_exits_0(world):
+    """The first message is answered 503 slowly (then retried); a second flusher started meanwhile
+    must not send the next messages of the same sink before it, and has nothing left that is its
+    to fail on."""
+    world.env["T_TEAM_URL"] = closed_port_url()
+    world.env.pop("T_CHAT_URL")
+    world.run([alert(fingerprint="f1", trigger="RT-001", severity="warning")])
+    world.run([alert(fingerprint="f2", trigger="RT-002", severity="warning")])
+    world.run([alert(fingerprint="f3", trigger="RT-003", severity="warning")])
+    history, store = world.store()
+    with history:
+        queued = [row[0] for row in store.db.execute(
+            "SELECT message_id FROM alert_outbox WHERE sink = 'team' ORDER BY id").fetchall()]
+    assert len(queued) >= 3
+    world.receiver.answer(Reply(503, delay_s=1.5))
+    env = {**world.env, "T_TEAM_URL": world.receiver.url("/team"), "PYTHONPATH": str(REPO)}
+    argv = [sys.executable, "-m", "harness", "alerts", "flush", "--history", str(world.history),
+            "--routes", str(world.routes), "--json"]
+    first = subprocess.Popen(argv, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not world.receiver.requests and time.monotonic() < deadline:
+        time.sleep(0.02)
+    second = subprocess.Popen(argv, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    results = [(p.communicate(timeout=60), p.returncode) for p in (first, second)]
+    ids = [r.headers["webhook-id"] for r in world.receiver.requests]
+    accepted = ids[1:]  # the first request got the 503
+    assert accepted == queued, results
+    assert [code for _, code in results] == [0, 0], results
+    assert sum(json.loads(out)["delivered"] for (out, _), _ in results) == len(queued)
