@@ -108,7 +108,9 @@ class BudgetCondition(_Strict):
     over: Literal["cadence"] = "cadence"
 
 
-class When(_Strict):
+Stage = Literal["setup", "call", "teardown", "collect"]
+
+
 class ShiftCondition(_Strict):
     """A recorded series shifted (harness/changepoints.py): the latest runs against the ones before.
 
@@ -151,6 +153,7 @@ class FlakyCondition(_Strict):
     same_commit: bool = True
 
 
+class When(_Strict):
     state: tuple[SelectorState, ...] = ()
     runtime: RuntimeCondition | None = None
     outcome: tuple[str, ...] = ()
@@ -165,16 +168,16 @@ class FlakyCondition(_Strict):
     @property
     def level(self) -> Literal["test", "selector", "artifact", "figure", "run"]:
         if self.budget is not None:
-            return "run"
     shift: ShiftCondition | None = None
     flaky: FlakyCondition | None = None
+            return "run"
         if self.artifact is not None:
             return "artifact"
-        if self.figure is not None:
         if self.shift is not None:
             return "series"  # type: ignore[return-value]
         if self.flaky is not None:
             return "history"  # type: ignore[return-value]
+        if self.figure is not None:
             return "figure"
         if self.outcome or self.kind or self.message or self.context or self.location:
             return "test"

@@ -20,7 +20,6 @@ from harness.report_images import label_of
 MAGENTA = (255, 0, 255)
 
 WRITER = '''\
-import os
 from PIL import Image
 
 def _picture(path, size, shade):
@@ -31,7 +30,7 @@ def _picture(path, size, shade):
     image.save(path)
 
 def test_run_pytorch_train_save_load_infer(tmp_path, record_property):
-    shade = int(os.environ.get("TINY_SHADE", "0"))
+    shade = int(open("shade.txt").read())  # the project root is the working directory
     for name, size in (("amplitude_png", (300, 280)), ("phase_png", (64, 60))):
         path = tmp_path / f"reconstruction_{name[:-4]}.png"
         _picture(path, size, shade)
@@ -43,7 +42,6 @@ CATALOG = f"""\
 version = 1
 root = "."
 rules = "{RULES.as_posix()}"
-pass_env = ["TINY_*"]
 
 [selectors.integration]
 title = "Integration workflow (pictures)"
@@ -58,7 +56,7 @@ selectors = ["integration"]
 
 
 @pytest.fixture
-def two_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> tuple[Path, Path, Path]:
+def two_runs(tmp_path: Path, capsys: pytest.CaptureFixture) -> tuple[Path, Path, Path]:
     project = tmp_path / "project"
     (project / "tests").mkdir(parents=True)
     (project / "tests" / "test_integration.py").write_text(WRITER, encoding="utf-8")
@@ -66,7 +64,7 @@ def two_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.Cap
     reports = tmp_path / "reports"
     runs = []
     for shade in ("0", "200"):
-        monkeypatch.setenv("TINY_SHADE", shade)
+        (project / "shade.txt").write_text(shade)
         code = harness_main("run", "--cadence", "pr", "--catalog", str(project / "catalog.toml"), "--reports-dir",
                             str(reports), "--history", str(tmp_path / "history.sqlite"), "--progress", "none")
         capsys.readouterr()
