@@ -403,6 +403,14 @@ def evaluate_selector(result: SelectorResult, selector: Selector, ctx: Evaluatio
                                          nodeid=check.nodeid, subject=check.property))
         elif level == "figure":
             alerts.extend(_figure_alerts(trigger, selector, result, ctx))
+        elif level == "series":  # a recorded series shifted (harness/shift_rules.py)
+            from harness.shift_rules import shift_alerts
+
+            alerts.extend(shift_alerts(trigger, selector, result, ctx))
+        elif level == "history":  # flaky across runs (harness/flaky.py)
+            from harness.flaky import flaky_alerts
+
+            alerts.extend(flaky_alerts(trigger, selector, result, ctx))
     return alerts
 
 
@@ -422,14 +430,6 @@ def evaluate_run(results: list[SelectorResult], cadence: str, wall_s: float, bud
         ))
     return alerts
 
-        elif level == "series":  # a recorded series shifted (harness/shift_rules.py)
-            from harness.shift_rules import shift_alerts
-
-            alerts.extend(shift_alerts(trigger, selector, result, ctx))
-        elif level == "history":  # flaky across runs (harness/flaky.py)
-            from harness.flaky import flaky_alerts
-
-            alerts.extend(flaky_alerts(trigger, selector, result, ctx))
 
 def blocking(alerts: list[Alert], fail_on: str) -> list[Alert]:
     """Alerts at or above the gate's severity."""

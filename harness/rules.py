@@ -21,6 +21,7 @@ from harness.errors import ConfigError
 from harness.states import SelectorState, Severity
 
 ThresholdName = Literal["critical", "warning", "suspicious"]
+Stage = Literal["setup", "call", "teardown", "collect"]  # the phase a test failed in
 
 
 class _Strict(BaseModel):
@@ -108,9 +109,6 @@ class BudgetCondition(_Strict):
     over: Literal["cadence"] = "cadence"
 
 
-Stage = Literal["setup", "call", "teardown", "collect"]
-
-
 class ShiftCondition(_Strict):
     """A recorded series shifted (harness/changepoints.py): the latest runs against the ones before.
 
@@ -164,19 +162,19 @@ class When(_Strict):
     artifact: ArtifactCondition | None = None
     figure: FigureCondition | None = None
     budget: BudgetCondition | None = None
+    shift: ShiftCondition | None = None
+    flaky: FlakyCondition | None = None
 
     @property
     def level(self) -> Literal["test", "selector", "artifact", "figure", "run"]:
-        if self.budget is not None:
-    shift: ShiftCondition | None = None
-    flaky: FlakyCondition | None = None
-            return "run"
-        if self.artifact is not None:
-            return "artifact"
         if self.shift is not None:
             return "series"  # type: ignore[return-value]
         if self.flaky is not None:
             return "history"  # type: ignore[return-value]
+        if self.budget is not None:
+            return "run"
+        if self.artifact is not None:
+            return "artifact"
         if self.figure is not None:
             return "figure"
         if self.outcome or self.kind or self.message or self.context or self.location:
