@@ -100,6 +100,30 @@ class Selector(StrictModel):
     figures: tuple[FigureSpec, ...] = ()
     # issue 8 (`harness run --shard`): "test" splits this selector's test ids across the shards.
     shard_by: Literal["selector", "test"] = "selector"
+    # A selector whose tests all skip did not run. That fails the gate (HARNESS-002) unless it is
+    # expected: everywhere (true), in the cadences named, or when every skip reason matches one of
+    # expected_skip_reasons (regular expressions, case-insensitive; e.g. "CUDA" on CPU runners).
+    allow_skip: bool | tuple[str, ...] = False
+    expected_skip_reasons: tuple[str, ...] = ()
+
+    @field_validator("expected_skip_reasons")
+    @classmethod
+    def _skip_patterns(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        for value in values:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression {value!r}: {exc}") from None
+        return values
+
+    def skip_expected(self, cadence: str | None, reasons: list[str]) -> bool:
+        """Whether a run of this selector in ``cadence`` whose tests all skipped for ``reasons``
+        is what the catalog expects (then it does not fail the gate)."""
+        if self.allow_skip is True or (cadence is not None and not isinstance(self.allow_skip, bool)
+                                       and cadence in self.allow_skip):
+            return True
+        patterns = [re.compile(p, re.IGNORECASE) for p in self.expected_skip_reasons]
+        return bool(patterns and reasons) and all(any(p.search(reason) for p in patterns) for reason in reasons)
 
     @field_validator("name")
     @classmethod
@@ -251,6 +275,9 @@ def load_catalog(path: Path) -> Catalog:
     base = path.resolve().parent
     defaults = raw.pop("defaults", {}) or {}
     if not isinstance(defaults, dict):
+    # Variables of the harness's environment that selectors also get, beyond the documented
+    # defaults (harness.selector_env): names or shell-style patterns such as "MY_PROJECT_*".
+    pass_env: tuple[str, ...] = ()
         raise ConfigError(f"{path}: defaults: expected a table")
     allowed_defaults = {"test_timeout_s", "timeout_s", "timeout_method", "cpus", "reruns", "env"}
     unknown = sorted(set(defaults) - allowed_defaults)
@@ -268,6 +295,15 @@ def load_catalog(path: Path) -> Catalog:
         merged["env"] = {**defaults.get("env", {}), **body.get("env", {})}
         merged["name"] = name
         selectors[name] = merged
+        for pattern in self.pass_env:
+            if not re.fullmatch(r"[A-Za-z_*?][A-Za-z0-9_*?]*", pattern):
+                raise ValueError(f"pass_env: {pattern!r} is not a variable name or a pattern such as MY_PROJECT_*")
+        for selector in self.selectors.values():
+            if not isinstance(selector.allow_skip, bool):
+                for name in selector.allow_skip:
+                    if name not in self.cadences:
+                        raise ValueError(f"selectors.{selector.name}.allow_skip names unknown cadence {name!r} "
+                                         f"(known: {', '.join(sorted(self.cadences))})")
     cadences = {}
     for name, body in raw["cadences"].items():
         if not isinstance(body, dict):

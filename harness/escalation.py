@@ -415,7 +415,7 @@ def reproduce(request: ReproduceRequest) -> Reproduction:
         python = catalog.python_executable(sys.executable)
         repro_selector = selector.model_copy(update={"args": tuple(reproduction_argv(selector))})
         argv = pytest_argv(catalog, repro_selector, python, staging)
-        env = with_plugin_path(selector_environment(repro_selector, f"escalation-{stamp}"))
+        env = with_plugin_path(selector_environment(repro_selector, f"escalation-{stamp}", catalog=catalog))
         env["CUDA_VISIBLE_DEVICES"] = ""  # brief §3.5 step 1, whatever the catalog says
         env_thread_result: dict[str, str] = {}
         env_thread = threading.Thread(

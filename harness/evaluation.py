@@ -19,12 +19,13 @@ from pydantic import TypeAdapter
 
 from harness import artifacts
 from harness.catalog import Selector
-from harness.pytest_report import bulk_allocation
+from harness.pytest_report import bulk_allocation, skip_groups
 from harness.report_model import (
     SEVERITY_RANK,
     Alert,
     ArtifactCheck,
     FigureValue,
+    DID_NOT_RUN_STATES,
     SelectorResult,
     SelectorState,
     TestRecord,
@@ -59,6 +60,7 @@ class EvaluationContext:
     thresholds_mode: str | None = None
     display_path: Callable[[Path], str] = str
     notes: list[str] = field(default_factory=list)
+    cadence: str | None = None  # where the run happened: a catalog's allow_skip may name cadences
 
 
 def fingerprint(trigger: str, selector: str | None, nodeid: str | None, subject: str | None = None) -> str:
@@ -226,8 +228,10 @@ def _test_matches(trigger: Trigger, test: TestRecord) -> dict[str, Any] | None:
         return None
     if when.kind and test.kind not in when.kind:
         return None
+    if when.stage and (test.failed_stage or "call") not in when.stage:
+        return None
     message, locations, context = _test_text(test)
-    evidence: dict[str, Any] = {"outcome": test.outcome, "stage": test.failed_stage}
+    evidence: dict[str, Any] = {"outcome": test.outcome, "stage": test.failed_stage, "fixture": test.fixture}
     for name, patterns, text in (("message", when.message, message), ("location", when.location, locations), ("context", when.context, context)):
         if patterns is None:
             continue
@@ -247,7 +251,9 @@ def _runtime_alert(trigger: Trigger, selector: Selector, result: SelectorResult,
     cond = trigger.when.runtime
     assert cond is not None
     runtime, measure = result.runtime_s, result.runtime_measure
-    if runtime is None:
+    if runtime is None or not result.executed:
+        # A process that never reached a test body (skipped, not collected, never started, a
+        # fixture failed) is fast or slow for reasons that say nothing about the code under test.
         return None
     if cond.above is not None or cond.above_factor is not None:
         direction = "above"
@@ -351,6 +357,13 @@ def prepare(result: SelectorResult, selector: Selector, ctx: EvaluationContext, 
     result.figures = numeric_figures(result.tests)
     result.artifacts, notes = check_artifacts(result, selector, cwd, ctx.display_path)
     ctx.notes.extend(notes)
+    if not result.skips:
+        result.skips = skip_groups(result.tests)
+    if result.state in DID_NOT_RUN_STATES:
+        # Expected only when tests were there and skipped for an expected reason; a selector
+        # that collected nothing (a renamed test, a wrong node id) is never expected to.
+        skipped = result.counts.skipped > 0 or bool(result.skips)
+        result.skip_expected = skipped and selector.skip_expected(ctx.cadence, [group.reason for group in result.skips])
 
 
 def evaluate_selector(result: SelectorResult, selector: Selector, ctx: EvaluationContext) -> list[Alert]:
@@ -369,6 +382,8 @@ def evaluate_selector(result: SelectorResult, selector: Selector, ctx: Evaluatio
             continue
         if when.state and result.state not in when.state:
             continue
+        if when.skip_expected is not None and bool(result.skip_expected) != when.skip_expected:
+            continue
         level = when.level
         if level == "selector":
             if when.runtime is not None:
@@ -376,10 +391,12 @@ def evaluate_selector(result: SelectorResult, selector: Selector, ctx: Evaluatio
                 if alert:
                     alerts.append(alert)
             else:
+                skips = {group.reason: group.count for group in result.skips} or None
                 alerts.append(_alert(trigger, selector, result, f"{result.name}: {result.state} ({result.reason})",
                                      {"state": str(result.state), "reason": result.reason, "exit_code": result.exit_code,
                                       "report_exitcode": result.report_exitcode, "signal": result.signal,
-                                      "wall_s": result.wall_s}))
+                                      "wall_s": result.wall_s, "skips": skips,
+                                      "skip_expected": result.skip_expected}))
         elif level == "test":
             candidates = (
                 [t for outcome in when.outcome for t in by_outcome.get(outcome, ())] if when.outcome else result.tests
@@ -393,6 +410,8 @@ def evaluate_selector(result: SelectorResult, selector: Selector, ctx: Evaluatio
                 if trigger.first_match:
                     claimed.add((trigger.first_match, test.nodeid))
                 line = evidence.get("matched_line") or evidence.get("message") or test.outcome
+                if test.fixture and test.failed_stage in ("setup", "teardown"):
+                    line = f"{test.failed_stage} of fixture {test.fixture!r}: {line}"
                 alerts.append(_alert(trigger, selector, result, f"{test.nodeid}: {line}", evidence, nodeid=test.nodeid))
         elif level == "artifact":
             assert when.artifact is not None

@@ -17,12 +17,18 @@ from typing import Any
 
 from harness.errors import ConfigError
 from harness.history_schema import MIGRATIONS, latest_version
-from harness.report_model import GOOD_STATES, ResolvedAlert, RunReport, SelectorState
+from harness.report_model import DID_NOT_RUN_STATES, GOOD_STATES, ResolvedAlert, RunReport, SelectorResult, SelectorState
 
 BUSY_TIMEOUT_S = 60.0
 # Selector states whose results say something about each test (a resolved test alert needs one).
-_TESTS_RAN = GOOD_STATES | {SelectorState.FLAKY, SelectorState.FAILED}
-_NOT_A_RUNTIME = (SelectorState.NOT_RUN.value, SelectorState.INTERRUPTED.value)
+_TESTS_RAN = GOOD_STATES | {SelectorState.FLAKY, SelectorState.FAILED, SelectorState.SETUP_ERROR}
+# Runs whose time says nothing about the code under test: never started, stopped, or no test
+# body executed (skipped, nothing collected, fixtures or collection failed, a crafted report).
+_NOT_A_RUNTIME = tuple(state.value for state in (
+    SelectorState.NOT_RUN, SelectorState.INTERRUPTED, *sorted(DID_NOT_RUN_STATES), SelectorState.SETUP_ERROR,
+    SelectorState.COLLECTION_ERROR, SelectorState.USAGE_ERROR, SelectorState.REPORT_INVALID,
+))
+_NOT_A_RUNTIME_PLACEHOLDERS = ", ".join("?" * len(_NOT_A_RUNTIME))
 
 
 def _now() -> str:
@@ -144,10 +150,10 @@ class HistoryStore:
     def recent_runtimes(self, selector: str, host_key: str, limit: int) -> list[float]:
         """The runtimes of the selector's latest completed runs on this host, newest first."""
         rows = self.db.execute(
-            """
+            f"""
             SELECT sr.runtime_s FROM selector_results AS sr JOIN runs AS r ON r.id = sr.run_id
             WHERE sr.selector = ? AND r.host_key = ? AND sr.runtime_s IS NOT NULL
-              AND sr.state NOT IN (?, ?)
+              AND sr.state NOT IN ({_NOT_A_RUNTIME_PLACEHOLDERS})
             ORDER BY r.started_at DESC, r.id DESC LIMIT ?
             """,
             (selector, host_key, *_NOT_A_RUNTIME, limit),
@@ -247,7 +253,7 @@ class HistoryStore:
         if report.run.interrupted:
             return []
         firing_now = {alert.fingerprint for alert in report.alerts}
-        states = {result.name: result.state for result in report.selectors}
+        results: dict[str, SelectorResult] = {result.name: result for result in report.selectors}
         rows = self.db.execute(
             """
             SELECT s.*, r.run_key AS last_run, r.cadence AS last_cadence, r.host_key AS last_host,
@@ -267,13 +273,19 @@ class HistoryStore:
                 if row["last_cadence"] != report.run.cadence:
                     continue  # a run-level alert (budget) of another cadence
             else:
-                state = states.get(selector)
-                if state is None:
+                result = results.get(selector)
+                if result is None or result.state == SelectorState.NOT_RUN:
                     continue
-                if row["nodeid"] and state not in _TESTS_RAN:
+                # Only a run that executed can resolve: a skip, an empty collection or a fixture
+                # error says nothing about whether the failure is gone.
+                if result.state in DID_NOT_RUN_STATES or not result.executed:
                     continue
-                if state == SelectorState.NOT_RUN:
-                    continue
+                if row["nodeid"]:
+                    if result.state not in _TESTS_RAN:
+                        continue
+                    test = next((t for t in result.tests if t.nodeid == row["nodeid"]), None)
+                    if test is not None and not test.executed:
+                        continue  # that test itself skipped or errored in setup this time
                 if row["last_host"] != report.run.host.host_key and '"runtime_s"' in (row["evidence"] or ""):
                     continue  # a runtime alert belongs to its host; another machine's speed says nothing
             self.db.execute(

@@ -39,8 +39,8 @@ _EXIT_PRIORITY = (3, 4, 2, 1, 6)
 _STATE_PRIORITY = (
     SelectorState.INTERNAL_ERROR, SelectorState.USAGE_ERROR, SelectorState.REPORT_MISSING, SelectorState.TIMEOUT,
     SelectorState.INTERRUPTED, SelectorState.COLLECTION_ERROR, SelectorState.TRUNCATED,
-    SelectorState.WARNINGS_EXCEEDED, SelectorState.FAILED, SelectorState.FLAKY, SelectorState.NO_TESTS,
-    SelectorState.SKIPPED, SelectorState.PASSED,
+    SelectorState.REPORT_INVALID, SelectorState.WARNINGS_EXCEEDED, SelectorState.FAILED, SelectorState.SETUP_ERROR,
+    SelectorState.FLAKY, SelectorState.DID_NOT_RUN, SelectorState.NO_TESTS, SelectorState.SKIPPED, SelectorState.PASSED,
 )
 _SUMMARY_SUMS = ("passed", "failed", "error", "skipped", "xfailed", "xpassed", "rerun", "total")
 
@@ -360,7 +360,7 @@ def merge(shards: list[Shard], catalog: Catalog, rules, reports_dir: Path, histo
         try:
             ctx = EvaluationContext(rules=rules, history=store or NoHistory(), host_key=first.run.host.host_key,
                                     thresholds_mode=None if first.run.thresholds == "catalog" else first.run.thresholds,
-                                    display_path=run_dir.relative)
+                                    display_path=run_dir.relative, cadence=first.run.cadence)
             alerts = []
             for result in results:
                 selector = catalog.selectors.get(result.name)

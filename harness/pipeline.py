@@ -126,7 +126,7 @@ def selector_result(plan: SelectorPlan, outcome: ProcessOutcome, run_dir: RunDir
         signal=outcome.signal, started_at=outcome.started_at, finished_at=outcome.finished_at, wall_s=outcome.wall_s,
         cpu_s=outcome.cpu_s,
         session_s=None if parsed.session_s is None else round(parsed.session_s, 3), tests_s=parsed.tests_s,
-        counts=parsed.counts, tests=parsed.tests, files=files,
+        counts=parsed.counts, tests=parsed.tests, files=files, skips=parsed.skips, environment=parsed.environment,
     )
 
 
@@ -302,7 +302,8 @@ def execute(request: RunRequest) -> RunOutcome:
             host = environment.host_info()
             with _open_history(request.history_path) as store:
                 ctx = EvaluationContext(rules=request.rules, history=store or NoHistory(), host_key=host.host_key,
-                                        thresholds_mode=request.thresholds_mode, display_path=run_dir.relative)
+                                        thresholds_mode=request.thresholds_mode, display_path=run_dir.relative,
+                                        cadence=request.cadence.name)
                 alerts = []
                 for result in results:
                     selector = catalog.selectors[result.name]

@@ -8,11 +8,13 @@ is a state of its own here, never "passed".
 
 from __future__ import annotations
 
+import ast
 import gc
+import math
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from typing_extensions import NotRequired, TypedDict  # pydantic needs typing_extensions' TypedDict on 3.11
 
 from harness.errors import ConfigError
-from harness.report_model import Counts, SelectorState, StageTimes, TestRecord
+from harness.report_model import Counts, SelectorEnvironment, SelectorState, SkipGroup, StageTimes, TestRecord
+from harness.states import TEST_OUTCOMES
 
 
 class _Lenient(BaseModel):
@@ -114,7 +117,8 @@ class ParsedSelector:
     report_exitcode: int | None = None
     session_s: float | None = None
     tests_s: float | None = None
-    environment: dict[str, Any] | None = None
+    environment: SelectorEnvironment | None = None
+    skips: list[SkipGroup] = field(default_factory=list)
 
 
 _TEST_RECORDS = TypeAdapter(list[TestRecord])
@@ -175,6 +179,41 @@ def error_lines(longrepr: str | None) -> str | None:
     return tail[-1].strip() if tail else None
 
 
+_SKIP_PREFIX = re.compile(r"^(Skipped|Deselected):\s*")
+# Where a fixture's name shows in the longrepr of a failed setup/teardown: pytest's "fixture 'x'
+# not found", the fixture's own ``def`` line (long tracebacks start in the fixture), or the
+# "file:line: in name" header of short tracebacks.
+_FIXTURE_PATTERNS = (
+    re.compile(r"fixture '([^']+)' not found"),
+    re.compile(r"^\s*(?:async\s+)?def\s+([A-Za-z_]\w*)\s*\(", re.MULTILINE),
+    re.compile(r"^\S[^\n]*:\d+: in ([A-Za-z_]\w*)\s*$", re.MULTILINE),
+)
+
+
+def skip_reason(longrepr: str | None) -> str | None:
+    """The reason of a skip: pytest-json-report stores it as the repr of ``(path, line, "Skipped: why")``."""
+    if not longrepr:
+        return None
+    text = longrepr.strip()
+    if text.startswith("(") and text.endswith(")"):
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            value = None
+        if isinstance(value, tuple) and len(value) == 3 and isinstance(value[2], str):
+            text = value[2]
+    return _SKIP_PREFIX.sub("", text.strip()).strip() or None
+
+
+def fixture_name(longrepr: str | None) -> str | None:
+    """The fixture a setup/teardown error happened in, read from its longrepr (None if unsure)."""
+    for pattern in _FIXTURE_PATTERNS:
+        match = pattern.search(longrepr or "")
+        if match:
+            return match.group(1)
+    return None
+
+
 def _duration(stage: Stage | None) -> float | None:
     return None if stage is None else stage.get("duration", 0.0)
 
@@ -200,7 +239,10 @@ def test_record_fields(test: JsonTest) -> dict[str, Any]:
         longrepr = source_stage.get("longrepr")
         crash = source_stage.get("crash")
         crash_message = crash.get("message") if crash is not None else None
-        message = crash_message or error_lines(longrepr)
+        if outcome == "skipped" and not crash_message:
+            message = skip_reason(longrepr)
+        else:
+            message = crash_message or error_lines(longrepr)
         if crash is not None and crash.get("path"):
             locations.append(crash["path"])  # type: ignore[arg-type]
         for entry in source_stage.get("traceback") or ():
@@ -215,6 +257,7 @@ def test_record_fields(test: JsonTest) -> dict[str, Any]:
         "message": message,
         "locations": locations,
         "longrepr": longrepr if failed_stage else None,
+        "fixture": fixture_name(longrepr) if failed_stage in ("setup", "teardown") else None,
         "user_properties": user_properties(test.get("user_properties")),
     }
 
@@ -272,6 +315,82 @@ def counts_of(report: PytestJsonReport) -> Counts:
     return Counts(**known)
 
 
+def report_problems(report: PytestJsonReport) -> list[str]:
+    """What in a report pytest cannot have written: an outcome it never produces, a stage or
+    session duration that is missing, not a number, infinite or negative. Such a report is
+    crafted or corrupted and decides nothing (its state is ``report_invalid``)."""
+    problems: list[str] = []
+
+    def bad(value: object) -> bool:
+        return not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0
+
+    if report.duration is not None and bad(report.duration):
+        problems.append(f"session duration {report.duration!r}")
+    for index, test in enumerate(report.tests):
+        name = test.get("nodeid") or f"tests[{index}]"
+        if test["outcome"] not in TEST_OUTCOMES:
+            problems.append(f"{name}: outcome {test['outcome']!r} (pytest writes {', '.join(sorted(TEST_OUTCOMES))})")
+        for stage_name in ("setup", "call", "teardown"):
+            stage = test.get(stage_name)
+            if stage is None:
+                continue
+            if "duration" not in stage:
+                problems.append(f"{name}: {stage_name} has no duration")
+            elif bad(stage["duration"]):
+                problems.append(f"{name}: {stage_name} duration {stage['duration']!r}")
+        if len(problems) >= 20:
+            break
+    return problems
+
+
+def skip_groups(tests: list[TestRecord], collectors: list[Collector] = ()) -> list[SkipGroup]:  # type: ignore[assignment]
+    """Skipped tests (and modules skipped at collection) grouped by reason, most frequent first."""
+    groups: dict[str, list[str]] = {}
+    for test in tests:
+        if test.kind == "test" and test.outcome == "skipped":
+            groups.setdefault(test.message or "no reason given", []).append(test.nodeid)
+    for collector in collectors:
+        if collector.outcome == "skipped":
+            groups.setdefault(skip_reason(collector.longrepr) or "no reason given", []).append(collector.nodeid)
+    ordered = sorted(groups.items(), key=lambda item: (-len(item[1]), item[0]))
+    return [SkipGroup(reason=reason, count=len(nodeids), example=nodeids[0]) for reason, nodeids in ordered]
+
+
+def describe_skips(groups: list[SkipGroup], limit: int = 3) -> str:
+    """``"1 skipped — CUDA GPU required"``; several reasons: ``"5 skipped — 3× no GPU; 2× slow"``."""
+    total = sum(group.count for group in groups)
+    if len(groups) == 1:
+        return f"{total} skipped — {groups[0].reason}"
+    parts = [f"{group.count}× {group.reason}" for group in groups[:limit]]
+    if len(groups) > limit:
+        parts.append(f"{len(groups) - limit} more reasons")
+    return f"{total} skipped — {'; '.join(parts)}"
+
+
+def selector_environment_of(report: PytestJsonReport) -> SelectorEnvironment | None:
+    """The interpreter and package versions the harness plugin recorded inside the process."""
+    recorded = report.environment or {}
+    if not isinstance(recorded, dict) or not (recorded.get("executable") or recorded.get("python")):
+        return None
+    packages = recorded.get("packages")
+    packages = {str(k): (None if v is None else str(v)) for k, v in packages.items()} if isinstance(packages, dict) else {}
+    return SelectorEnvironment(
+        python=None if recorded.get("python") is None else str(recorded["python"]),
+        executable=None if recorded.get("executable") is None else str(recorded["executable"]),
+        packages=packages,
+    )
+
+
+def _setup_error_reason(tests: list[TestRecord]) -> str:
+    errored = [t for t in tests if t.kind == "test" and t.is_failure]
+    first = errored[0]
+    where = f"fixture {first.fixture!r}" if first.fixture else "a fixture"
+    line = (first.message or "").strip().splitlines()
+    what = f": {line[0][:200]}" if line else ""
+    stages = sorted({t.failed_stage or "setup" for t in errored})
+    return f"{len(errored)} error(s) in {' and '.join(stages)} of {where}{what}"
+
+
 def classify(
     report: PytestJsonReport | None,
     exit_code: int | None,
@@ -292,36 +411,55 @@ def classify(
         return ParsedSelector(state=state, reason=reason, counts=Counts(), tests=[])
 
     counts = counts_of(report)
+    problems = report_problems(report)
     tests = to_test_records(report.tests)
     failed_collectors = [c for c in report.collectors or () if c.outcome == "failed"]
     tests.extend(collector_record(c) for c in failed_collectors)
-    tests_s = sum(record.durations.total for record in tests if record.kind == "test")
+    finite = [record.durations.total for record in tests if record.kind == "test"]
+    tests_s = sum(value for value in finite if math.isfinite(value))
     parsed = ParsedSelector(
         state=SelectorState.PASSED,
         reason="",
         counts=counts,
         tests=tests,
         report_exitcode=report.exitcode,
-        session_s=report.duration,
+        session_s=report.duration if report.duration is not None and math.isfinite(report.duration) else None,
         tests_s=round(tests_s, 6),
-        environment=report.environment or None,
+        environment=selector_environment_of(report),
+        skips=skip_groups(tests, report.collectors or []),
     )
     effective_exit = report.exitcode if exit_code is None else exit_code
     failing = counts.failed + counts.error
     missing_tests = counts.collected - counts.deselected - counts.total
+    test_records = [t for t in tests if t.kind == "test"]
+    call_failures = [t for t in test_records if t.is_failure and t.failed_stage not in ("setup", "teardown")]
 
     if timed_out:
         parsed.state, parsed.reason = SelectorState.TIMEOUT, "killed by the harness at the selector's timeout_s"
     elif interrupted:
         parsed.state, parsed.reason = SelectorState.INTERRUPTED, "stopped by the harness (SIGINT/SIGTERM)"
+    elif problems:
+        parsed.state = SelectorState.REPORT_INVALID
+        parsed.reason = f"not a report pytest writes: {'; '.join(problems[:3])}"
+        if len(problems) > 3:
+            parsed.reason += f"; {len(problems) - 3} more"
     elif failed_collectors:
+        first = failed_collectors[0]
         names = ", ".join(c.nodeid or "<session>" for c in failed_collectors[:3])
-        parsed.state, parsed.reason = SelectorState.COLLECTION_ERROR, f"collection failed: {names}"
+        message = (error_lines(first.longrepr) or "").strip().splitlines()
+        parsed.state = SelectorState.COLLECTION_ERROR
+        parsed.reason = f"collection failed: {names}" + (f": {message[0][:200]}" if message else "")
     elif report.exitcode in (3, 4):
         parsed.state = _EXIT_STATES[report.exitcode]
         parsed.reason = f"pytest exit code {report.exitcode}"
     elif report.exitcode == 5 or (counts.total == 0 and counts.collected - counts.deselected == 0):
-        parsed.state, parsed.reason = SelectorState.NO_TESTS, "no tests collected (or all deselected)"
+        parsed.state = SelectorState.DID_NOT_RUN
+        if parsed.skips:
+            parsed.reason = describe_skips(parsed.skips) + " (at collection)"
+        elif counts.deselected:
+            parsed.reason = f"all {counts.deselected} collected tests deselected"
+        else:
+            parsed.reason = "no tests collected"
     elif missing_tests > 0 and not failing:
         parsed.state = SelectorState.TRUNCATED
         parsed.reason = (
@@ -332,8 +470,12 @@ def classify(
         parsed.state = _EXIT_STATES[report.exitcode]
         parsed.reason = f"pytest exit code {report.exitcode}"
     elif failing or report.exitcode == 1:
-        parsed.state = SelectorState.FAILED
-        parsed.reason = f"{counts.failed} failed, {counts.error} errors"
+        if failing and not call_failures and test_records and any(t.is_failure for t in test_records):
+            # Only fixtures failed: the code under test was never (or completely) exercised.
+            parsed.state, parsed.reason = SelectorState.SETUP_ERROR, _setup_error_reason(test_records)
+        else:
+            parsed.state = SelectorState.FAILED
+            parsed.reason = f"{counts.failed} failed, {counts.error} errors"
         if missing_tests > 0:
             parsed.reason += f"; {missing_tests} selected tests have no result"
     elif report.exitcode not in (0, 1):
@@ -341,11 +483,19 @@ def classify(
     elif counts.rerun:
         parsed.state = SelectorState.FLAKY
         parsed.reason = f"{counts.rerun} test(s) passed only after a rerun"
-    elif counts.total and counts.skipped == counts.total:
-        parsed.state, parsed.reason = SelectorState.SKIPPED, "every test was skipped"
+    elif test_records and not any(t.executed for t in test_records):
+        parsed.state = SelectorState.DID_NOT_RUN
+        parsed.reason = describe_skips(parsed.skips) if parsed.skips else "no test executed"
+        if counts.deselected:
+            parsed.reason += f"; {counts.deselected} deselected"
+    elif not test_records and counts.total and counts.skipped == counts.total:
+        parsed.state = SelectorState.DID_NOT_RUN
+        parsed.reason = f"{counts.skipped} skipped"
     else:
         parsed.reason = f"{counts.passed} passed"
-    if effective_exit not in (report.exitcode, 7) and parsed.state in (SelectorState.PASSED, SelectorState.SKIPPED):
+        if counts.skipped:
+            parsed.reason += f", {describe_skips(parsed.skips) if parsed.skips else f'{counts.skipped} skipped'}"
+    if effective_exit not in (report.exitcode, 7) and parsed.state in (SelectorState.PASSED, SelectorState.DID_NOT_RUN):
         # The process disagrees with its own report (a plugin changed the status at exit).
         parsed.state = SelectorState.INTERNAL_ERROR
         parsed.reason = f"process exit code {effective_exit} but the report says {report.exitcode}"

@@ -12,10 +12,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 # Re-exported here too: the report speaks these words, and most callers import them from it.
-from harness.states import GOOD_STATES, SEVERITY_RANK, SelectorState, Severity  # noqa: F401
+from harness.states import DID_NOT_RUN_STATES, GOOD_STATES, SEVERITY_RANK, SelectorState, Severity  # noqa: F401
 
 REPORT_SCHEMA = "ptycho-harness/report"
-REPORT_SCHEMA_VERSION = 1
+# 2: states did_not_run, setup_error and report_invalid (skipped and no_tests are no longer
+# written); selectors carry skips, skip_expected and environment; tests carry fixture.
+REPORT_SCHEMA_VERSION = 2
 
 
 class Model(BaseModel):
@@ -45,11 +47,18 @@ class TestRecord(Model):
     message: str | None = Field(default=None, description="crash message of the failed stage, else longrepr's E lines")
     locations: list[str] = Field(default_factory=list, description="crash and traceback paths")
     longrepr: str | None = None
+    fixture: str | None = Field(default=None, description="the fixture whose setup or teardown failed, when known")
     user_properties: dict[str, Any] = Field(default_factory=dict)
 
     @property
     def is_failure(self) -> bool:
         return self.outcome in ("failed", "error")
+
+    @property
+    def executed(self) -> bool:
+        """The test body ran: a call phase was recorded and did not skip (a skip, a deselection
+        or an error in setup leaves nothing to judge the code under test by)."""
+        return self.kind == "test" and self.durations.call is not None and self.outcome != "skipped"
 
 
 class Counts(Model):
@@ -79,6 +88,22 @@ class ArtifactCheck(Model):
     detail: str
 
 
+class SkipGroup(Model):
+    """Tests of one selector skipped for the same reason."""
+
+    reason: str
+    count: int
+    example: str = Field(description="the node id of one of them")
+
+
+class SelectorEnvironment(Model):
+    """What the selector's pytest process itself ran on, as its harness plugin recorded it."""
+
+    python: str | None = Field(default=None, description="interpreter version")
+    executable: str | None = Field(default=None, description="sys.executable inside the selector's process")
+    packages: dict[str, str | None] = Field(default_factory=dict, description="installed versions (None: not installed)")
+
+
 class FigureValue(Model):
     name: str
     nodeid: str
@@ -101,7 +126,7 @@ class SelectorResult(Model):
     title: str
     owner: str
     argv: list[str]
-    env: dict[str, str] = Field(description="the variables the catalog set (the rest is inherited)")
+    env: dict[str, str] = Field(description="the variables the catalog set (the rest is the documented pass-through)")
     state: SelectorState
     reason: str | None = Field(default=None, description="why the state is what it is, in words")
     exit_code: int | None = Field(default=None, description="the pytest process's own exit status")
@@ -118,6 +143,10 @@ class SelectorResult(Model):
     runtime_measure: str = "wall"
     thresholds: dict[str, Any] | None = Field(default=None, description="runtime thresholds in force (seconds)")
     counts: Counts = Counts()
+    skips: list[SkipGroup] = Field(default_factory=list, description="skipped tests grouped by reason, most first")
+    skip_expected: bool | None = Field(
+        default=None, description="for a selector that did not run: whether the catalog expects that here (allow_skip)")
+    environment: SelectorEnvironment | None = Field(default=None, description="interpreter and packages the tests saw")
     tests: list[TestRecord] = Field(default_factory=list)
     figures: list[FigureValue] = Field(default_factory=list)
     artifacts: list[ArtifactCheck] = Field(default_factory=list)
@@ -126,6 +155,11 @@ class SelectorResult(Model):
     @property
     def failures(self) -> list[TestRecord]:
         return [test for test in self.tests if test.is_failure]
+
+    @property
+    def executed(self) -> bool:
+        """Some test body ran in this process: runtime rules have something to judge."""
+        return any(test.executed for test in self.tests)
 
 
 class Alert(Model):

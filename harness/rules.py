@@ -153,9 +153,13 @@ class FlakyCondition(_Strict):
 
 class When(_Strict):
     state: tuple[SelectorState, ...] = ()
+    # Selector level, for a selector that did not run: whether the catalog expects that here.
+    skip_expected: bool | None = None
     runtime: RuntimeCondition | None = None
     outcome: tuple[str, ...] = ()
     kind: tuple[Literal["test", "collector"], ...] = ()
+    # The phase a test failed in; a failure whose report names none counts as "call".
+    stage: tuple[Stage, ...] = ()
     message: Patterns | None = None
     context: Patterns | None = None
     location: Patterns | None = None
@@ -177,7 +181,7 @@ class When(_Strict):
             return "artifact"
         if self.figure is not None:
             return "figure"
-        if self.outcome or self.kind or self.message or self.context or self.location:
+        if self.outcome or self.kind or self.stage or self.message or self.context or self.location:
             return "test"
         return "selector"
 
@@ -186,12 +190,14 @@ class When(_Strict):
         special = [name for name in ("budget", "artifact", "figure", "shift", "flaky") if getattr(self, name) is not None]
         if len(special) > 1:
             raise ValueError(f"{' and '.join(special)} cannot be combined in one trigger")
-        test_level = bool(self.outcome or self.kind or self.message or self.context or self.location)
+        test_level = bool(self.outcome or self.kind or self.stage or self.message or self.context or self.location)
+        if self.skip_expected is not None and (test_level or special):
+            raise ValueError("skip_expected is a selector-level condition; combine it with state only")
         if self.runtime is not None and (test_level or special):
             raise ValueError("runtime is a selector-level condition; it cannot be combined with test, artifact, figure or budget conditions")
         if special and test_level:
             raise ValueError(f"{special[0]} cannot be combined with test-level conditions")
-        if not (test_level or special or self.state or self.runtime):
+        if not (test_level or special or self.state or self.runtime or self.skip_expected is not None):
             raise ValueError("a trigger needs at least one condition")
         return self
 

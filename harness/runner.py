@@ -22,6 +22,7 @@ from queue import Empty, Queue
 
 from harness import process_tree
 from harness.catalog import Catalog, Selector
+from harness.selector_env import build_environment
 
 # On a stop request or a timeout the group first gets SIGINT (pytest then writes a partial,
 # "interrupted" JSON report); if it is still there after this many seconds, the guard kills the
@@ -107,14 +108,17 @@ def pytest_argv(catalog: Catalog, selector: Selector, python: str, directory: Pa
     return argv
 
 
-def selector_environment(selector: Selector, run_id: str, base: dict[str, str] | None = None) -> dict[str, str]:
-    """The inherited environment plus the catalog's variables for this selector."""
-    env = dict(os.environ if base is None else base)
-    env.update(selector.env)
-    env["HARNESS_SELECTOR"] = selector.name
-    env["HARNESS_RUN_ID"] = run_id
-    env.setdefault("PYTHONUNBUFFERED", "1")
-    return env
+def selector_environment(selector: Selector, run_id: str, base: dict[str, str] | None = None, *,
+                         catalog: Catalog | None = None) -> dict[str, str]:
+    """The selector's variables (``harness.selector_env``): the process basics, the documented
+    pass-through and the catalog's ``pass_env`` from ``base`` (default: this process's), never a
+    variable the alert routes name; the catalog's ``env``; the interpreter's ``bin/`` first on PATH."""
+    python = catalog.python_executable(sys.executable) if catalog is not None else sys.executable
+    return build_environment(
+        selector.env, selector.name, run_id, python=python,
+        explicit_python=catalog is not None and catalog.python is not None,
+        pass_env=catalog.pass_env if catalog is not None else (), environ=base,
+    )
 
 
 def plan_selector(catalog: Catalog, selector: Selector, run_dir: Path, run_id: str) -> SelectorPlan:
@@ -125,7 +129,7 @@ def plan_selector(catalog: Catalog, selector: Selector, run_dir: Path, run_id: s
     return SelectorPlan(
         selector=selector,
         argv=pytest_argv(catalog, selector, python, directory),
-        env=with_plugin_path(selector_environment(selector, run_id)),
+        env=with_plugin_path(selector_environment(selector, run_id, catalog=catalog)),
         cwd=catalog.root,
         directory=directory,
         json_path=directory / "pytest.json",

@@ -14,22 +14,32 @@ SEVERITY_RANK: dict[str, int] = {"info": 0, "warning": 1, "medium": 2, "high": 3
 
 
 class SelectorState(StrEnum):
-    """How a selector's pytest process ended. Only ``passed`` (and ``skipped``) are good news."""
+    """How a selector's pytest process ended. Only ``passed`` is good news: a selector whose
+    tests never executed (``did_not_run``) says nothing about the code under test."""
 
-    PASSED = "passed"                        # exit 0, no failure, no rerun
-    SKIPPED = "skipped"                      # exit 0, every test skipped
+    PASSED = "passed"                        # exit 0, tests executed, no failure, no rerun
+    DID_NOT_RUN = "did_not_run"              # every test skipped or deselected, or none collected
     FLAKY = "flaky"                          # passed only after reruns (outcome "rerun")
-    FAILED = "failed"                        # exit 1: a test failed or errored
+    FAILED = "failed"                        # a test failed in its call (the code under test)
+    SETUP_ERROR = "setup_error"              # tests errored in setup/teardown (fixtures) only, none in a call
     COLLECTION_ERROR = "collection_error"    # a collector failed (exit 2, total 0)
-    NO_TESTS = "no_tests"                    # exit 5: nothing collected or all deselected
     TRUNCATED = "truncated"                  # collected - deselected > total: tests went missing
     INTERRUPTED = "interrupted"              # exit 2 without collection error, or stopped by the harness
     INTERNAL_ERROR = "internal_error"        # exit 3 (or an exit code pytest does not define)
     USAGE_ERROR = "usage_error"              # exit 4: bad pytest arguments
     WARNINGS_EXCEEDED = "warnings_exceeded"  # exit 6: --max-warnings exceeded
     REPORT_MISSING = "report_missing"        # no (valid) JSON report: killed, crashed, thread timeout, OOM
+    REPORT_INVALID = "report_invalid"        # a report pytest cannot have written: unknown outcome, impossible duration
     TIMEOUT = "timeout"                      # the harness killed it at the selector's timeout_s
     NOT_RUN = "not_run"                      # not required by the changed files, or the run stopped first
+    # Older reports and history rows only; today both are ``did_not_run``.
+    SKIPPED = "skipped"                      # exit 0, every test skipped
+    NO_TESTS = "no_tests"                    # exit 5: nothing collected or all deselected
 
 
-GOOD_STATES = frozenset({SelectorState.PASSED, SelectorState.SKIPPED})
+GOOD_STATES = frozenset({SelectorState.PASSED})
+# The selector was started but none of its tests executed: skipped, deselected, not collected.
+DID_NOT_RUN_STATES = frozenset({SelectorState.DID_NOT_RUN, SelectorState.SKIPPED, SelectorState.NO_TESTS})
+# The outcomes pytest (with pytest-json-report and pytest-rerunfailures) writes for a test;
+# anything else in a report was not written by pytest.
+TEST_OUTCOMES = frozenset({"passed", "failed", "error", "skipped", "xfailed", "xpassed", "rerun"})

@@ -38,12 +38,21 @@ def toml_value(value: Any) -> str:
     raise TypeError(f"cannot write {value!r} as TOML")
 
 
+# Sample tests read these from the environment the test sets for the harness; a selector only
+# gets the variables the catalog passes through (harness.selector_env).
+SAMPLE_PASS_ENV = ("SAMPLE_*", "FIXTURE_MODE")
+
+
 def catalog_text(selectors: dict[str, dict[str, Any]], cadences: dict[str, dict[str, Any]] | None = None,
-                 rules: Path | None = RULES) -> str:
+                 rules: Path | None = RULES, pass_env: tuple[str, ...] = SAMPLE_PASS_ENV, **top: Any) -> str:
     """A catalog whose root is its own folder; selectors default to owner TEST-PYTORCH-001."""
     lines = ['version = 1', 'root = "."']
     if rules is not None:
         lines.append(f"rules = {toml_value(str(rules))}")
+    if pass_env:
+        lines.append(f"pass_env = {toml_value(list(pass_env))}")
+    for key, value in top.items():
+        lines.append(f"{key} = {toml_value(value)}")
     for name, fields in selectors.items():
         lines.append(f"\n[selectors.{name}]")
         body = {"title": name.replace("_", " "), "owner": "TEST-PYTORCH-001", "test_timeout_s": 30, "timeout_s": 60, **fields}
@@ -100,8 +109,10 @@ class SampleProject:
         path.write_text(textwrap.dedent(text), encoding="utf-8")
         return path
 
-    def catalog(self, selectors: dict[str, dict[str, Any]], cadences: dict[str, dict[str, Any]] | None = None, name: str = "catalog.toml") -> Path:
-        return self.write(name, catalog_text(selectors, cadences))
+    def catalog(self, selectors: dict[str, dict[str, Any]], cadences: dict[str, dict[str, Any]] | None = None,
+                name: str = "catalog.toml", **top: Any) -> Path:
+        """``top``: top-level catalog keys (``python``, ``pass_env``)."""
+        return self.write(name, catalog_text(selectors, cadences, **top))
 
     def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "HARNESS_", "PYTEST_"))}

@@ -140,9 +140,10 @@ def test_collection_error_is_its_own_state(zoo):
 def test_no_tests_is_not_passed(zoo):
     _, result = zoo
     empty = result.selector("empty")
-    assert empty["state"] == "no_tests"
+    assert empty["state"] == "did_not_run"
     assert empty["exit_code"] == 5
-    assert [a["trigger"] for a in result.alerts(selector="empty")] == ["HARNESS-001"]
+    assert empty["reason"] == "all 1 collected tests deselected"
+    assert [a["trigger"] for a in result.alerts(selector="empty")] == ["HARNESS-002"]
 
 
 def test_rerun_outcome_is_flaky_and_warns(zoo):

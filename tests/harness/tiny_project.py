@@ -52,6 +52,7 @@ CATALOG = """\
 version = 1
 root = "."
 rules = "{rules}"
+pass_env = ["TINY_*"]
 
 [defaults]
 test_timeout_s = 60
