@@ -185,7 +185,7 @@ _SKIP_PREFIX = re.compile(r"^(Skipped|Deselected):\s*")
 # "file:line: in name" header of short tracebacks.
 _FIXTURE_PATTERNS = (
     re.compile(r"fixture '([^']+)' not found"),
-    re.compile(r"^\s*(?:async\s+)?def\s+([A-Za-z_]\w*)\s*\(", re.MULTILINE),
+    re.compile(r"^>?\s*(?:async\s+)?def\s+([A-Za-z_]\w*)\s*\(", re.MULTILINE),  # ">": the failing line
     re.compile(r"^\S[^\n]*:\d+: in ([A-Za-z_]\w*)\s*$", re.MULTILINE),
 )
 

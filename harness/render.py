@@ -10,13 +10,17 @@ import re
 from pathlib import Path
 
 from harness.locations import PACKAGE_DIR
-from harness.report_model import SEVERITY_RANK, RunReport
+from harness.report_model import SEVERITY_RANK, RunReport, SelectorResult
 
 TEMPLATES = PACKAGE_DIR / "templates"
 # GitHub caps a step summary at 1 MiB; stay clear of it.
 MAX_SUMMARY_BYTES = 1_000_000
 _SEVERITY_ICON = {"critical": "🔴", "high": "🟠", "medium": "🟡", "warning": "🟡", "info": "🔵"}
-_STATE_ICON = {"passed": "✅", "skipped": "⏭️", "not_run": "➖", "flaky": "⚠️"}
+_STATE_ICON = {"passed": "✅", "not_run": "➖", "flaky": "⚠️"}
+# The states as a reader says them; the others read well as they are.
+_STATE_LABEL = {"did_not_run": "did not run", "setup_error": "errored in setup", "collection_error": "collection error",
+                "report_missing": "no report", "report_invalid": "invalid report", "not_run": "not required",
+                "skipped": "did not run", "no_tests": "did not run"}
 
 
 def md_cell(value: object, limit: int = 300) -> str:
@@ -56,14 +60,45 @@ def _environment(autoescape: bool):
     env.filters["md_text"] = md_text
     env.filters["seconds"] = seconds
     env.globals["severity_icon"] = lambda s: _SEVERITY_ICON.get(s, "")
-    env.globals["state_icon"] = lambda s: _STATE_ICON.get(str(s), "❌")
+    env.globals["state_icon"] = state_icon
+    env.globals["state_label"] = state_label
     return env
+
+
+def state_icon(result: SelectorResult) -> str:
+    """A selector that did not run is only neutral when the catalog expects it (allow_skip)."""
+    if result.skip_expected:
+        return "⏭️"
+    return _STATE_ICON.get(str(result.state), "❌")
+
+
+def state_label(result: SelectorResult) -> str:
+    label = _STATE_LABEL.get(str(result.state), str(result.state))
+    return f"{label} (expected here)" if result.skip_expected else label
+
+
+def environments(report: RunReport) -> list[tuple[str, list[str]]]:
+    """Each distinct interpreter + framework versions the selectors saw, with the selectors."""
+    seen: dict[str, list[str]] = {}
+    for result in report.selectors:
+        env = result.environment
+        if env is None:
+            continue
+        versions = [f"{name} {env.packages.get(name) or '—'}" for name in ("torch", "tensorflow")]
+        tf_cpu = env.packages.get("tensorflow-cpu")
+        if tf_cpu and not env.packages.get("tensorflow"):
+            versions[1] = f"tensorflow-cpu {tf_cpu}"
+        line = f"python {env.python or '?'} ({env.executable or 'unknown interpreter'}) · {' · '.join(versions)}"
+        seen.setdefault(line, []).append(result.name)
+    return list(seen.items())
 
 
 def _context(report: RunReport) -> dict:
     alerts = sorted(report.alerts, key=lambda a: (-SEVERITY_RANK[a.severity], a.trigger))
     failures = [(result.name, test) for result in report.selectors for test in result.failures]
-    return {"report": report, "run": report.run, "gate": report.gate, "alerts": alerts, "failures": failures}
+    skipping = [result for result in report.selectors if result.skips]
+    return {"report": report, "run": report.run, "gate": report.gate, "alerts": alerts, "failures": failures,
+            "skipping": skipping, "environments": environments(report)}
 
 
 def render_markdown(report: RunReport, images: list | None = None) -> str:

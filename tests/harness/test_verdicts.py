@@ -376,3 +376,18 @@ def test_selector_environment_unit(monkeypatch, tmp_path):
     assert (env["HARNESS_SELECTOR"], env["HARNESS_RUN_ID"]) == ("sel", "run-1")
     named = build_environment({}, "sel", "r", python="/opt/tools/bin/python", explicit_python=True, environ=environ)
     assert named["PATH"] == "/opt/tools/bin:/usr/bin:/bin" and "VIRTUAL_ENV" not in named
+
+
+@pytest.mark.parametrize("longrepr, name", [
+    ("@pytest.fixture\n    def dataset():\n>       return open('x')\nE       FileNotFoundError: x", "dataset"),
+    ("    @pytest.fixture\n>   def dataset(): raise FileNotFoundError('x')\nE   FileNotFoundError: x", "dataset"),
+    ("file t.py, line 3\n  def test_a(nosuch): pass\nE       fixture 'nosuch' not found", "nosuch"),
+    ("tests/conftest.py:12: in registry\n    raise KeyError('x')\nE   KeyError: 'x'", "registry"),
+    ("E   RuntimeError: no frames", None),
+])
+def test_fixture_names_come_from_the_longrepr(longrepr, name):
+    from harness.pytest_report import fixture_name, skip_reason
+
+    assert fixture_name(longrepr) == name
+    assert skip_reason("('/p/t.py', 15, 'Skipped: CUDA GPU required')") == "CUDA GPU required"
+    assert skip_reason("('/p/t.py', 15, \"Skipped: it's slow\")") == "it's slow"
