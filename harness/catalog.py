@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -194,6 +194,78 @@ class RetentionSpec(StrictModel):
 # --- end issue 7 ----------------------------------------------------------------------------------
 
 
+class PackageCheck(StrictModel):
+    """``harness doctor``: a module the catalog's interpreter must import, at least ``minimum``."""
+
+    kind: Literal["package"]
+    module: str
+    minimum: str | None = Field(default=None, pattern=r"^\d+(\.\d+)*$")
+    id: str | None = None
+    title: str | None = None
+    fix: str | None = Field(default=None, description="how to install it; `pip` is run by the catalog's interpreter")
+
+
+class DatasetCheck(StrictModel):
+    """``harness doctor``: a data file the project's own code locates (``module:function`` returning a path,
+    run in the catalog's interpreter), an .npz holding ``keys`` (each entry: one of these names);
+    ``generate`` (``module:function``) creates it under ``doctor --fix``."""
+
+    kind: Literal["dataset"]
+    locate: str = Field(pattern=r"^[\w.]+:\w+$")
+    generate: str | None = Field(default=None, pattern=r"^[\w.]+:\w+$")
+    keys: tuple[tuple[str, ...], ...] = ()
+    stands_in_for: str | None = None
+    id: str = "dataset"
+    title: str = "Dataset present"
+
+
+class SelectorPassesCheck(StrictModel):
+    """``harness doctor``: the selector's last recorded run (or a run now, with --run) passed the gate,
+    within its ``limit`` runtime threshold."""
+
+    kind: Literal["selector_passes"]
+    selector: str
+    limit: Literal["critical", "warning"] = "critical"
+    id: str | None = None
+
+
+class SelectorRunsCheck(StrictModel):
+    """``harness doctor``: run the selector now (a wiring test); ``fix`` is the advice when its test fails."""
+
+    kind: Literal["selector_runs"]
+    selector: str
+    id: str
+    title: str
+    fix: str | None = None
+
+
+class CpuOnlyCheck(StrictModel):
+    """``harness doctor``: these selectors (and the CI workflows) pin ``CUDA_VISIBLE_DEVICES=""``."""
+
+    kind: Literal["cpu_only"]
+    selectors: tuple[str, ...] = Field(min_length=1)
+    id: str = "cpu_only"
+
+
+class GuardrailsCheck(StrictModel):
+    """``harness doctor`` (informational): ``selector`` has its runtime guardrails and the rules carry ``triggers``."""
+
+    kind: Literal["guardrails"]
+    selector: str
+    triggers: tuple[str, ...] = ()
+    id: str = "guardrails"
+
+
+DoctorCheck = Annotated[PackageCheck | DatasetCheck | SelectorPassesCheck | SelectorRunsCheck | CpuOnlyCheck
+                        | GuardrailsCheck, Field(discriminator="kind")]
+
+
+class DoctorSpec(StrictModel):
+    """``[doctor]``: the project's own checks, beside the generic ones doctor runs for any catalog."""
+
+    checks: tuple[DoctorCheck, ...] = ()
+
+
 class Catalog(StrictModel):
     """The whole catalog file, with the root its selectors run in."""
 
@@ -203,12 +275,35 @@ class Catalog(StrictModel):
     rules: Path | None = None
     python: str | None = None
     pytest_args: tuple[str, ...] = ()
+    # Variables of the harness's environment that selectors also get, beyond the documented
+    # defaults (harness.selector_env): names or shell-style patterns such as "MY_PROJECT_*".
+    pass_env: tuple[str, ...] = ()
     selectors: dict[str, Selector]
     cadences: dict[str, Cadence]
     retention: RetentionSpec = RetentionSpec()  # issue 7: `harness prune`
+    doctor: DoctorSpec = DoctorSpec()
+
+    @model_validator(mode="after")
+    def _doctor_references(self) -> Catalog:
+        for index, check in enumerate(self.doctor.checks):
+            names = getattr(check, "selectors", None) or ([check.selector] if hasattr(check, "selector") else [])
+            for name in names:
+                if name not in self.selectors:
+                    raise ValueError(f"doctor.checks.{index}: names unknown selector {name!r} "
+                                     f"(known: {', '.join(sorted(self.selectors))})")
+        return self
 
     @model_validator(mode="after")
     def _references(self) -> Catalog:
+        for pattern in self.pass_env:
+            if not re.fullmatch(r"[A-Za-z_*?][A-Za-z0-9_*?]*", pattern):
+                raise ValueError(f"pass_env: {pattern!r} is not a variable name or a pattern such as MY_PROJECT_*")
+        for selector in self.selectors.values():
+            if not isinstance(selector.allow_skip, bool):
+                for name in selector.allow_skip:
+                    if name not in self.cadences:
+                        raise ValueError(f"selectors.{selector.name}.allow_skip names unknown cadence {name!r} "
+                                         f"(known: {', '.join(sorted(self.cadences))})")
         for cadence in self.cadences.values():
             for name in cadence.selectors:
                 if name not in self.selectors:
@@ -275,9 +370,6 @@ def load_catalog(path: Path) -> Catalog:
     base = path.resolve().parent
     defaults = raw.pop("defaults", {}) or {}
     if not isinstance(defaults, dict):
-    # Variables of the harness's environment that selectors also get, beyond the documented
-    # defaults (harness.selector_env): names or shell-style patterns such as "MY_PROJECT_*".
-    pass_env: tuple[str, ...] = ()
         raise ConfigError(f"{path}: defaults: expected a table")
     allowed_defaults = {"test_timeout_s", "timeout_s", "timeout_method", "cpus", "reruns", "env"}
     unknown = sorted(set(defaults) - allowed_defaults)
@@ -295,15 +387,6 @@ def load_catalog(path: Path) -> Catalog:
         merged["env"] = {**defaults.get("env", {}), **body.get("env", {})}
         merged["name"] = name
         selectors[name] = merged
-        for pattern in self.pass_env:
-            if not re.fullmatch(r"[A-Za-z_*?][A-Za-z0-9_*?]*", pattern):
-                raise ValueError(f"pass_env: {pattern!r} is not a variable name or a pattern such as MY_PROJECT_*")
-        for selector in self.selectors.values():
-            if not isinstance(selector.allow_skip, bool):
-                for name in selector.allow_skip:
-                    if name not in self.cadences:
-                        raise ValueError(f"selectors.{selector.name}.allow_skip names unknown cadence {name!r} "
-                                         f"(known: {', '.join(sorted(self.cadences))})")
     cadences = {}
     for name, body in raw["cadences"].items():
         if not isinstance(body, dict):

@@ -1,12 +1,20 @@
-"""``harness doctor``: the brief's handoff checklist (§7) as checks a machine can run.
+"""``harness doctor``: is this machine and configuration ready to run the catalog, and is it passing?
 
-Each check says what it looked at (evidence) and, when it does not hold, how to fix it. A check
-that cannot run says why (status ``unknown`` or ``skipped``) instead of passing silently, and a
-required check only holds when its status is ``pass``, ``warn`` or ``info``.
+Doctor runs the generic checks for any catalog (catalog and rules valid, pytest and its plugins in
+the catalog's interpreter, webhook variables set, history healthy) and the checks the catalog
+declares under ``[doctor]`` (``harness/catalog.toml`` declares the brief's handoff checklist, §7:
+torch and lightning, the canonical dataset, the mandated selectors, CONFIG-001 wiring, the
+CPU-only pinning). Each check says what it looked at (evidence) and, when it does not hold, how to
+fix it, the advice following the cause found. A check that cannot run says why (``unknown`` or
+``skipped``) instead of passing silently; a required check holds when its status is ``pass``,
+``warn`` or ``info``.
 
-Nothing here imports torch, lightning or tensorflow: the imports, the dataset path (``ptycho.simulate``)
-and the selectors run in subprocesses of the catalog's interpreter, and the selectors go through the
-harness runner exactly as in ``harness run`` (but nothing is recorded: doctor only reads history).
+On a selector's result doctor agrees with the gate: a recorded run is judged by the alerts that run
+fired and the gate's ``fail_on`` as recorded in history, a run made now by the same rules.
+
+Nothing here imports torch, lightning or tensorflow: the imports, the dataset lookup and the
+selectors run in subprocesses of the catalog's interpreter, and the selectors go through the harness
+runner exactly as in ``harness run`` (but nothing is recorded: doctor only reads history).
 """
 
 from __future__ import annotations
@@ -26,39 +34,55 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from harness.catalog import Catalog, Selector
+from harness.catalog import (
+    Catalog,
+    CpuOnlyCheck,
+    DatasetCheck,
+    GuardrailsCheck,
+    PackageCheck,
+    Selector,
+    SelectorPassesCheck,
+    SelectorRunsCheck,
+)
 from harness.errors import ConfigError
 from harness.rules import RuleSet
+from harness.states import SEVERITY_RANK
 
-PASS, WARN, FAIL, UNKNOWN, SKIPPED, INFO = "pass", "warn", "fail", "unknown", "skipped", "info"
-HOLDING = frozenset({PASS, WARN, INFO})
 
-MIN_TORCH = (2, 2)  # POLICY-001: PyTorch >= 2.2
-INTEGRATION, BACKEND_SELECTION, CONFIG_SYNC = "integration", "backend_selection", "config_sync"
-CONFIG_SYNC_TEST = "tests/torch/test_backend_selection.py::test_routes_to_selected_backend_after_config_sync"
-BRIEF_DATASET = "datasets/sim_data/Run1084_recon3_postPC_shrunk_3.npz"
-DATASET_KEYS = (("diffraction", "diff3d"), ("probeGuess",), ("xcoords",), ("ycoords",))
-# Brief §3.4's trigger table: the escalation matrix doctor expects the rules to carry.
-BRIEF_TRIGGERS = ("RT-001", "RT-002", "RT-003", "FAIL-001", "FAIL-002", "FAIL-003", "POLICY-001", "CONFIG-001",
-                  "FORMAT-001", "PARITY-001", "ARTIF-001", "ARTIF-002")
+class CheckStatus(StrEnum):
+    """How one doctor check came out."""
+
+    PASS = "pass"
+    WARN = "warn"          # holds, with something worth knowing
+    FAIL = "fail"
+    UNKNOWN = "unknown"    # could not tell (no recorded run, no answer from the interpreter)
+    SKIPPED = "skipped"    # not checked: what it needs did not load
+    INFO = "info"          # informational, nothing to hold
+
+
+HOLDING = frozenset({CheckStatus.PASS, CheckStatus.WARN, CheckStatus.INFO})
+DEFAULT_FAIL_ON = "high"  # harness run's --fail-on default: what a run made by doctor is gated at
 PROBE_MARK = "HARNESS-DOCTOR "
 IMPORT_TIMEOUT_S = 300.0  # lightning alone takes 6-7 s on an idle 2-core machine, much more when it is busy
 FIX_TIMEOUT_S = 600.0
-INSTALL_TORCH = "pip install 'torch>=2.2' --index-url https://download.pytorch.org/whl/cpu (CPU build)"
+PYTEST_PLUGINS = (("pytest", "pytest"), ("pytest_jsonreport", "pytest-json-report"), ("pytest_timeout", "pytest-timeout"))
 
-# Runs in the catalog's interpreter: what torch, lightning and pytest's plugins are there.
+# Runs in the catalog's interpreter: the modules named in argv[1] (a JSON list), imported for real,
+# and whether pytest's plugins are there.
 PACKAGES_PROBE = """
 import importlib.util, json, sys
-found = {"python": sys.version.split()[0], "executable": sys.executable}
-for name in ("torch", "lightning"):
+found = {"python": sys.version.split()[0], "executable": sys.executable, "modules": {}}
+for name in json.loads(sys.argv[1]):
     try:
         module = __import__(name)
-        found[name] = {"ok": True, "version": getattr(module, "__version__", None)}
+        found["modules"][name] = {"ok": True, "version": getattr(module, "__version__", None)}
     except BaseException as exc:
-        found[name] = {"ok": False, "error": (type(exc).__name__ + ": " + str(exc)).splitlines()[0][:300]}
+        found["modules"][name] = {"ok": False, "error": (type(exc).__name__ + ": " + str(exc)).splitlines()[0][:300]}
 for name in ("pytest", "pytest_jsonreport", "pytest_timeout"):
     found[name] = importlib.util.find_spec(name) is not None
 try:
@@ -69,29 +93,24 @@ except BaseException:
 print(%r + json.dumps(found))
 """ % PROBE_MARK
 
-DATASET_PROBE = """
-import json
-from ptycho.simulate import canonical_path
-print(%r + json.dumps({"path": str(canonical_path())}))
-""" % PROBE_MARK
-
-DATASET_FIX = """
-import json, time
-from ptycho.simulate import ensure_canonical_dataset
+# Runs in the catalog's interpreter: calls the project's ``module:function`` (argv[1]), which returns a path.
+CALL_PROBE = """
+import importlib, json, sys, time
+module, function = sys.argv[1].split(":")
 start = time.perf_counter()
-path = ensure_canonical_dataset()
+path = getattr(importlib.import_module(module), function)()
 print(%r + json.dumps({"path": str(path), "seconds": round(time.perf_counter() - start, 2)}))
 """ % PROBE_MARK
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Check:
     """One line of the doctor's table."""
 
     id: str
     title: str
-    required: bool
-    status: str
+    required: bool = True
+    status: CheckStatus
     evidence: str
     fix: str = ""
     details: dict[str, Any] = field(default_factory=dict)
@@ -101,7 +120,7 @@ class Check:
         return self.status in HOLDING
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "title": self.title, "required": self.required, "status": self.status,
+        return {"id": self.id, "title": self.title, "required": self.required, "status": str(self.status),
                 "holds": self.holds, "evidence": self.evidence, "fix": self.fix, "details": self.details}
 
 
@@ -150,10 +169,11 @@ def version_tuple(text: str | None) -> tuple[int, ...] | None:
     return tuple(int(part) for part in match.groups() if part is not None)
 
 
-def probe(python: str, code: str, cwd: Path, env: dict[str, str], timeout: float) -> tuple[dict[str, Any] | None, str]:
-    """Run ``python -c code``; its JSON answer (the line after PROBE_MARK), or None and why not."""
+def probe(python: str, code: str, cwd: Path, env: dict[str, str], timeout: float,
+          *args: str) -> tuple[dict[str, Any] | None, str]:
+    """Run ``python -c code args...``; its JSON answer (the line after PROBE_MARK), or None and why not."""
     try:
-        done = subprocess.run([python, "-c", code], cwd=cwd, env=env, capture_output=True, text=True,  # noqa: S603
+        done = subprocess.run([python, "-c", code, *args], cwd=cwd, env=env, capture_output=True, text=True,  # noqa: S603
                               timeout=timeout, check=False)
     except FileNotFoundError:
         return None, f"interpreter {python} not found"
@@ -199,61 +219,61 @@ def _secs(value: float | None) -> str:
     return "-" if value is None else f"{value:g} s"
 
 
-def _cmd(python: str) -> str:
-    return "pip" if Path(python).resolve() == Path(sys.executable).resolve() else f"{python} -m pip"
+def _pip(python: str, fix: str) -> str:
+    """A fix that starts with ``pip`` as the catalog's interpreter runs it (that is where it is missing)."""
+    return re.sub(r"^pip\b", f"{python} -m pip", fix)
 
 
 # -- checks: packages --------------------------------------------------------------------------------
 
 
-def package_checks(python: str, cwd: Path, environ: dict[str, str]) -> list[Check]:
-    """torch >= 2.2, lightning, pytest plugins: imported (really) by the catalog's interpreter."""
-    found, why = probe(python, PACKAGES_PROBE, cwd, probe_env(environ), IMPORT_TIMEOUT_S)
-    pip = _cmd(python)
+def package_checks(python: str, cwd: Path, environ: dict[str, str],
+                   declared: list[PackageCheck] | tuple[PackageCheck, ...] = ()) -> tuple[list[Check], Check]:
+    """The declared packages (imported for real by the catalog's interpreter) and pytest's plugins there."""
+    modules = [spec.module for spec in declared]
+    found, why = probe(python, PACKAGES_PROBE, cwd, probe_env(environ), IMPORT_TIMEOUT_S, json.dumps(modules))
+    plugins = partial(Check, id="pytest_plugins", title="pytest, pytest-json-report, pytest-timeout in the catalog's interpreter")
+    install_plugins = f"{python} -m pip install pytest pytest-json-report pytest-timeout"
     if found is None:
         reason = f"cannot ask {python}: {why}"
-        return [
-            Check("torch", "PyTorch >= 2.2 importable (POLICY-001)", True, UNKNOWN, reason,
-                  "fix the catalog's `python` (or the environment it runs in)"),
-            Check("lightning", "Lightning importable", True, UNKNOWN, reason, "as above"),
-            Check("pytest_plugins", "pytest, pytest-json-report, pytest-timeout installed", True, UNKNOWN, reason,
-                  "as above"),
-        ]
+        unknown = [Check(id=spec.id or spec.module, title=_package_title(spec), status=CheckStatus.UNKNOWN,
+                         evidence=reason, fix="fix the catalog's `python` (or the environment it runs in)")
+                   for spec in declared]
+        return unknown, plugins(status=CheckStatus.UNKNOWN, evidence=reason, fix="fix the catalog's `python`")
     where = f"python {found.get('python')} ({found.get('executable')})"
-    checks = []
-    torch = found.get("torch") or {}
-    if not torch.get("ok"):
-        checks.append(Check("torch", "PyTorch >= 2.2 importable (POLICY-001)", True, FAIL,
-                            f"import torch failed in {where}: {torch.get('error')}", INSTALL_TORCH.replace("pip", pip, 1),
-                            {"python": found.get("executable")}))
+    rows = [_package_check(spec, (found.get("modules") or {}).get(spec.module) or {}, where, python, found)
+            for spec in declared]
+    missing = [label for key, label in PYTEST_PLUGINS if not found.get(key)]
+    if missing:
+        row = plugins(status=CheckStatus.FAIL, evidence=f"missing in {where}: {', '.join(missing)}", fix=install_plugins)
     else:
-        version = torch.get("version")
-        parsed = version_tuple(version)
-        good = parsed is not None and parsed[:2] >= MIN_TORCH
-        checks.append(Check(
-            "torch", "PyTorch >= 2.2 importable (POLICY-001)", True, PASS if good else FAIL,
-            f"torch {version} imports in {where}" + ("" if good else f"; POLICY-001 needs >= {'.'.join(map(str, MIN_TORCH))}"),
-            "" if good else INSTALL_TORCH.replace("pip", pip, 1), {"version": version, "python": found.get("executable")}))
-    lightning = found.get("lightning") or {}
-    if lightning.get("ok"):
-        checks.append(Check("lightning", "Lightning importable", True, PASS,
-                            f"lightning {lightning.get('version')} imports in {where}", "",
-                            {"version": lightning.get("version")}))
-    else:
-        checks.append(Check("lightning", "Lightning importable", True, FAIL,
-                            f"import lightning failed in {where}: {lightning.get('error')}",
-                            f"{pip} install -e '.[dev]' (pyproject pins lightning)"))
-    missing = [label for key, label in (("pytest", "pytest"), ("pytest_jsonreport", "pytest-json-report"),
-                                        ("pytest_timeout", "pytest-timeout")) if not found.get(key)]
-    checks.append(Check(
-        "pytest_plugins", "pytest, pytest-json-report, pytest-timeout installed", True, FAIL if missing else PASS,
-        (f"missing in {where}: {', '.join(missing)}" if missing
-         else f"pytest {found.get('pytest_version')} with pytest-json-report and pytest-timeout in {where}"),
-        f"{pip} install -e '.[dev]'" if missing else ""))
-    return checks
+        row = plugins(status=CheckStatus.PASS,
+                      evidence=f"pytest {found.get('pytest_version')} with pytest-json-report and pytest-timeout in {where}")
+    return rows, row
 
 
-# -- checks: the canonical dataset ---------------------------------------------------------------------
+def _package_title(spec: PackageCheck) -> str:
+    return spec.title or f"{spec.module}" + (f" >= {spec.minimum}" if spec.minimum else "") + " importable"
+
+
+def _package_check(spec: PackageCheck, answer: dict[str, Any], where: str, python: str, found: dict[str, Any]) -> Check:
+    row = partial(Check, id=spec.id or spec.module, title=_package_title(spec))
+    fix = _pip(python, spec.fix or f"pip install {spec.module}" + (f">={spec.minimum}" if spec.minimum else ""))
+    if not answer.get("ok"):
+        return row(status=CheckStatus.FAIL, evidence=f"import {spec.module} failed in {where}: {answer.get('error')}",
+                   fix=fix, details={"python": found.get("executable")})
+    version = answer.get("version")
+    details = {"version": version, "python": found.get("executable")}
+    if spec.minimum is None:
+        return row(status=CheckStatus.PASS, evidence=f"{spec.module} {version} imports in {where}", details=details)
+    parsed, minimum = version_tuple(version), version_tuple(spec.minimum)
+    good = parsed is not None and minimum is not None and parsed[:len(minimum)] >= minimum
+    evidence = f"{spec.module} {version} imports in {where}" + ("" if good else f"; needs >= {spec.minimum}")
+    return row(status=CheckStatus.PASS if good else CheckStatus.FAIL, evidence=evidence, fix="" if good else fix,
+               details=details)
+
+
+# -- checks: a dataset the project locates ---------------------------------------------------------------
 
 
 def npz_keys(path: Path) -> list[str]:
@@ -262,40 +282,39 @@ def npz_keys(path: Path) -> list[str]:
         return [name.removesuffix(".npy") for name in archive.namelist() if name.endswith(".npy")]
 
 
-def dataset_check(python: str, cwd: Path, environ: dict[str, str], fix: bool) -> Check:
-    title = "Canonical dataset present"
+def dataset_check(spec: DatasetCheck, python: str, cwd: Path, environ: dict[str, str], fix: bool) -> Check:
+    """The file the project's ``locate`` function names: present, a readable .npz with ``keys``."""
+    row = partial(Check, id=spec.id, title=spec.title)
     env = probe_env(environ)
-    found, why = probe(python, DATASET_PROBE, cwd, env, 120)
+    found, why = probe(python, CALL_PROBE, cwd, env, 120, spec.locate)
     if found is None:
-        return Check("dataset", title, True, UNKNOWN,
-                     f"cannot locate it: ptycho.simulate does not load in {python}: {why}",
-                     "install the project in that interpreter: pip install -e '.[dev]'")
+        return row(status=CheckStatus.UNKNOWN, evidence=f"cannot locate it: {spec.locate} does not run in {python}: {why}",
+                   fix=f"install the project in that interpreter (this repository: {python} -m pip install -e '.[ptycho,dev]')")
     path = Path(found["path"])
+    beside = f" (it stands in for {spec.stands_in_for})" if spec.stands_in_for else ""
     generated = None
-    if not path.exists() and fix:
-        made, why = probe(python, DATASET_FIX, cwd, env, FIX_TIMEOUT_S)
+    if not path.exists() and fix and spec.generate:
+        made, why = probe(python, CALL_PROBE, cwd, env, FIX_TIMEOUT_S, spec.generate)
         if made is None:
-            return Check("dataset", title, True, FAIL, f"{path} is missing and generating it failed: {why}",
-                         "run `ptycho-simulate --canonical` and read its error", {"path": str(path)})
+            return row(status=CheckStatus.FAIL, evidence=f"{path} is missing and generating it failed: {why}",
+                       fix=f"run {spec.generate} yourself and read its error", details={"path": str(path)})
         generated = made.get("seconds")
+    regenerate = f"harness doctor --fix (runs {spec.generate})" if spec.generate else "restore it"
     if not path.exists():
-        return Check("dataset", title, True, FAIL, f"{path} is missing (it stands in for the brief's {BRIEF_DATASET})",
-                     "harness doctor --fix (runs ptycho.simulate.ensure_canonical_dataset), or ptycho-simulate --canonical",
-                     {"path": str(path)})
+        return row(status=CheckStatus.FAIL, evidence=f"{path} is missing{beside}", fix=regenerate, details={"path": str(path)})
     try:
         keys = npz_keys(path)
     except (zipfile.BadZipFile, OSError) as exc:
-        return Check("dataset", title, True, FAIL, f"{path} is not a readable .npz: {exc}",
-                     "delete it and run `harness doctor --fix` (or ptycho-simulate --canonical --force)", {"path": str(path)})
-    missing = [" or ".join(group) for group in DATASET_KEYS if not any(key in keys for key in group)]
+        return row(status=CheckStatus.FAIL, evidence=f"{path} is not a readable .npz: {exc}",
+                   fix=f"delete it, then {regenerate}", details={"path": str(path)})
+    missing = [" or ".join(group) for group in spec.keys if not any(key in keys for key in group)]
     size_mb = path.stat().st_size / 1e6
     if missing:
-        return Check("dataset", title, True, FAIL, f"{path} ({size_mb:.1f} MB) lacks {', '.join(missing)}",
-                     "ptycho-simulate --canonical --force", {"path": str(path), "keys": keys})
+        return row(status=CheckStatus.FAIL, evidence=f"{path} ({size_mb:.1f} MB) lacks {', '.join(missing)}",
+                   fix=f"delete it, then {regenerate}", details={"path": str(path), "keys": keys})
     made = f"generated now in {generated:g} s; " if generated is not None else ""
-    return Check("dataset", title, True, PASS,
-                 f"{made}{path} ({size_mb:.1f} MB; {', '.join(sorted(keys))}), standing in for the brief's {BRIEF_DATASET}",
-                 "", {"path": str(path), "bytes": path.stat().st_size, "generated": generated is not None})
+    return row(status=CheckStatus.PASS, evidence=f"{made}{path} ({size_mb:.1f} MB; {', '.join(sorted(keys))}){beside}",
+               details={"path": str(path), "bytes": path.stat().st_size, "generated": generated is not None})
 
 
 # -- checks: selectors ----------------------------------------------------------------------------------
@@ -315,6 +334,15 @@ class _Scratch:
 
 
 @dataclass
+class FiredAlert:
+    """An alert a selector's run fired, as the gate saw it."""
+
+    trigger: str
+    severity: str
+    summary: str
+
+
+@dataclass
 class SelectorRun:
     """One selector's result, run now or read from history, in the terms the checks need."""
 
@@ -328,12 +356,23 @@ class SelectorRun:
     other_host: bool = False
     logs: str | None = None
     first_failure: str | None = None
+    failed_stage: str | None = None  # of the first failing test: setup, call or teardown
+    alerts: list[FiredAlert] = field(default_factory=list)
+    fail_on: str | None = None  # the gate's threshold; None when no rules judged the run
+
+    @property
+    def blocking(self) -> list[FiredAlert]:
+        """The alerts that failed (or would fail) the gate."""
+        if self.fail_on is None:
+            return []
+        return [a for a in self.alerts if SEVERITY_RANK.get(a.severity, 0) >= SEVERITY_RANK[self.fail_on]]
 
 
-def run_selectors(catalog: Catalog, selectors: list[Selector], jobs: int, progress: str,
-                  stop: threading.Event) -> tuple[dict[str, SelectorRun], Path]:
-    """Run the selectors through the harness runner (as `harness run` does) in a scratch folder."""
-    from harness.evaluation import runtime_of
+def run_selectors(catalog: Catalog, selectors: list[Selector], jobs: int, progress: str, stop: threading.Event,
+                  rules: RuleSet | None = None, host_key: str = "") -> tuple[dict[str, SelectorRun], Path]:
+    """Run the selectors through the harness runner (as `harness run` does) in a scratch folder, and
+    judge each by the rules as the gate would (at ``DEFAULT_FAIL_ON``)."""
+    from harness.evaluation import EvaluationContext, NoHistory, evaluate_selector, prepare, runtime_of
     from harness.pipeline import selector_result
     from harness.progress import make_progress
     from harness.runner import Runner, plan_selector
@@ -352,15 +391,27 @@ def run_selectors(catalog: Catalog, selectors: list[Selector], jobs: int, progre
     found = {}
     for plan in plans:
         result = selector_result(plan, outcomes[plan.name], scratch)  # type: ignore[arg-type]
+        alerts: list[FiredAlert] = []
+        if rules is not None:
+            ctx = EvaluationContext(rules=rules, history=NoHistory(), host_key=host_key, display_path=scratch.relative)
+            prepare(result, plan.selector, ctx, catalog.root)
+            alerts = [FiredAlert(a.trigger, a.severity, a.summary) for a in evaluate_selector(result, plan.selector, ctx)]
         runtime, measure = runtime_of(result, plan.selector.runtime.measure)
         failing = next((t for t in result.tests if t.outcome in ("failed", "error")), None)
         found[plan.name] = SelectorRun(
-            state=result.state.value, reason=result.reason, runtime_s=runtime, measure=measure,
+            state=str(result.state), reason=result.reason, runtime_s=runtime, measure=measure,
             passed=result.counts.passed, total=result.counts.total, source="run now",
-            logs=str(plan.stdout_path),
-            first_failure=None if failing is None else f"{failing.nodeid}: {(failing.message or '').splitlines()[0][:200] if failing.message else failing.outcome}",
+            logs=str(plan.stdout_path), first_failure=None if failing is None else _failure_line(
+                failing.nodeid, failing.message, failing.outcome),
+            failed_stage=None if failing is None else failing.failed_stage,
+            alerts=alerts, fail_on=DEFAULT_FAIL_ON if rules is not None else None,
         )
     return found, work
+
+
+def _failure_line(nodeid: str, message: str | None, outcome: str) -> str:
+    first = (message or "").strip().splitlines()
+    return f"{nodeid}: {first[0][:200] if first else outcome}"
 
 
 @contextmanager
@@ -384,12 +435,13 @@ def reading(history: Any) -> Iterator[Any]:
 
 
 def recorded_run(history: Any, selector: str, host_key: str, now: datetime) -> SelectorRun | None:
-    """The selector's latest recorded result (that ran), preferring this machine's host key."""
+    """The selector's latest recorded result (that ran), preferring this machine's host key, with the
+    alerts that run fired on it and the gate's threshold, as history recorded them."""
     with reading(history) as db:
         rows = db.execute(
             """
-            SELECT r.run_key, r.started_at, r.host_key, sr.state, sr.reason, sr.runtime_s, sr.runtime_measure,
-                   sr.total, sr.passed, sr.id AS result_id
+            SELECT r.id AS run_id, r.run_key, r.started_at, r.host_key, r.fail_on, sr.state, sr.reason,
+                   sr.runtime_s, sr.runtime_measure, sr.total, sr.passed, sr.id AS result_id
             FROM selector_results AS sr JOIN runs AS r ON r.id = sr.run_id
             WHERE sr.selector = ? AND sr.state != 'not_run'
             ORDER BY r.started_at DESC, r.id DESC LIMIT 200
@@ -400,14 +452,20 @@ def recorded_run(history: Any, selector: str, host_key: str, now: datetime) -> S
             return None
         row = next((r for r in rows if r["host_key"] == host_key), rows[0])
         failing = db.execute(
-            "SELECT nodeid, message, outcome FROM test_results WHERE selector_result_id = ? "
+            "SELECT nodeid, message, outcome, failed_stage FROM test_results WHERE selector_result_id = ? "
             "AND outcome IN ('failed', 'error') ORDER BY id LIMIT 1", (row["result_id"],)).fetchone()
+        alerts = db.execute(
+            "SELECT trigger_id, severity, summary FROM alerts WHERE run_id = ? AND selector = ? AND status = 'firing' "
+            "ORDER BY id", (row["run_id"], selector)).fetchall()
     other = row["host_key"] != host_key
     source = f"run {row['run_key']}, {age_text(_parse_time(row['started_at']), now)}, host {row['host_key']}"
     return SelectorRun(
         state=row["state"], reason=row["reason"], runtime_s=row["runtime_s"], measure=row["runtime_measure"],
         passed=row["passed"] or 0, total=row["total"] or 0, source=source, other_host=other,
-        first_failure=None if failing is None else f"{failing['nodeid']}: {(failing['message'] or failing['outcome']).splitlines()[0][:200]}",
+        first_failure=None if failing is None else _failure_line(failing["nodeid"], failing["message"], failing["outcome"]),
+        failed_stage=None if failing is None else failing["failed_stage"],
+        alerts=[FiredAlert(a["trigger_id"], a["severity"], a["summary"] or "") for a in alerts],
+        fail_on=row["fail_on"] if row["fail_on"] in SEVERITY_RANK else DEFAULT_FAIL_ON,
     )
 
 
@@ -428,79 +486,96 @@ def _limit(selector: Selector, which: str, history: Any, host_key: str) -> tuple
     return thresholds.named(which), thresholds.mode
 
 
-def selector_check(check_id: str, catalog: Catalog | None, name: str, which: str, run: SelectorRun | None,
-                   history: Any, host_key: str, why_not: str | None = None) -> Check:
-    """Passes, within the catalog's ``which`` runtime threshold (integration: critical 90 s; backend
-    selection: warning 5 s)."""
-    if catalog is None:
-        return Check(check_id, f"{name} passes", True, SKIPPED, why_not or "the catalog did not load",
-                     "fix the catalog first (see the catalog row)")
-    if name not in catalog.selectors:
-        return Check(check_id, f"{name} passes", True, SKIPPED,
-                     f"the catalog {catalog.path} has no selector {name!r}",
-                     f"add [selectors.{name}] to the catalog (docs/guide.md#adding-a-selector)")
-    selector = catalog.selectors[name]
-    limit, mode = _limit(selector, which, history, host_key)
-    what = {"critical": "within", "warning": "in under"}[which]
-    title = f"{name} passes" + (f" {what} {limit:g} s" if limit else "")
-    command = f"harness doctor --run (or harness run --cadence manual --selector {name})"
+def advice(run: SelectorRun, selector: Selector, test_failed: str | None = None) -> str:
+    """How to fix what made the selector's run not pass, by its cause; ``test_failed`` is the advice
+    for a test that failed in its call (the code under test), when the catalog gives one."""
+    name, args = selector.name, " ".join(selector.args)
+    state = run.state
+    if state in ("usage_error", "no_tests"):
+        return (f"pytest found nothing to run for [selectors.{name}] args ({args}): check that the node ids "
+                f"exist (pytest --collect-only -q {args}) and correct the catalog")
+    if state == "collection_error":
+        return f"a test module does not import ({run.first_failure or run.reason}): fix that import or its dependency"
+    if state in ("timeout", "report_missing", "interrupted", "internal_error"):
+        return (f"its pytest process did not finish normally: read {run.logs or 'the run directory`s stdout.log'}, "
+                f"then harness reproduce --selector {name}")
+    if state in ("skipped", "did_not_run", "not_run"):
+        return ("its tests did not run: see the skip reasons in the run's summary; run it where they can run, "
+                "or mark the skip expected in the catalog")
+    if state == "setup_error" or run.failed_stage in ("setup", "teardown"):
+        return (f"a fixture failed in {run.failed_stage or 'setup'} ({run.first_failure or run.reason}): fix the "
+                "test's set-up (a missing file, an import), not the code under test")
+    if test_failed:
+        return test_failed
+    return f"harness reproduce --selector {name} (brief §3.5: failure.log, env.txt, fix_plan entry)"
+
+
+def selector_passes_check(spec: SelectorPassesCheck, catalog: Catalog, run: SelectorRun | None, history: Any,
+                          host_key: str, why_not: str | None = None) -> Check:
+    """The selector's run passed the gate, within the catalog's ``limit`` runtime threshold."""
+    selector = catalog.selectors[spec.selector]
+    limit, mode = _limit(selector, spec.limit, history, host_key)
+    what = {"critical": "within", "warning": "in under"}[spec.limit]
+    row = partial(Check, id=spec.id or spec.selector, title=f"{spec.selector} passes" + (f" {what} {limit:g} s" if limit else ""))
     if run is None:
-        return Check(check_id, title, True, UNKNOWN,
-                     why_not or "no recorded run of it in history: cannot tell",
-                     command)
-    measure = f"{run.measure}" if run.measure else "wall"
+        return row(status=CheckStatus.UNKNOWN, evidence=why_not or "no recorded run of it in history: cannot tell",
+                   fix=f"harness doctor --run (or harness run --cadence manual --selector {spec.selector})")
+    measure = run.measure or "wall"
     runtime = "-" if run.runtime_s is None else f"{run.runtime_s:.1f} s"
     details = {"state": run.state, "runtime_s": run.runtime_s, "measure": run.measure, "limit_s": limit,
-               "threshold_mode": mode, "source": run.source, "passed": run.passed, "total": run.total}
+               "threshold_mode": mode, "source": run.source, "passed": run.passed, "total": run.total,
+               "alerts": [a.trigger for a in run.alerts], "fail_on": run.fail_on}
+    outcome = f"{run.state} ({run.reason}) [{run.source}]" + (f"; first failure: {run.first_failure}" if run.first_failure else "")
+    outcome += f"; log: {run.logs}" if run.logs else ""
+    blocking = run.blocking
+    if blocking:
+        fired = "; ".join(f"{a.trigger} ({a.severity}): {a.summary}" for a in blocking)
+        runtime_only = all(a.trigger.startswith("RT-") for a in blocking)
+        fix = (f"profile the slow test (harness history --selector {spec.selector}; brief §2.3 runtime profile)"
+               if runtime_only else advice(run, selector))
+        return row(status=CheckStatus.FAIL, evidence=f"{outcome}; the gate fails on it: {fired}", fix=fix, details=details)
     if run.state != "passed":
-        evidence = f"{run.state} ({run.reason}) [{run.source}]"
-        if run.first_failure:
-            evidence += f"; first failure: {run.first_failure}"
-        if run.logs:
-            evidence += f"; log: {run.logs}"
-        return Check(check_id, title, True, FAIL, evidence,
-                     f"harness reproduce --selector {name} (brief §3.5: failure.log, env.txt, fix_plan entry)", details)
+        if run.fail_on is None:  # no rules judged it: it did not pass, that is all doctor knows
+            return row(status=CheckStatus.FAIL, evidence=outcome, fix=advice(run, selector), details=details)
+        return row(status=CheckStatus.WARN, evidence=f"{outcome}; the gate let it through (no alert at or above {run.fail_on})",
+                   fix=advice(run, selector), details=details)
     base = f"{run.passed}/{run.total} tests passed in {runtime} ({measure}"
     base += f"; limit {limit:g} s, {mode})" if limit else "; the catalog sets no limit)"
     base += f" [{run.source}]"
     if limit is not None and run.runtime_s is not None and run.runtime_s > limit:
-        return Check(check_id, title, True, FAIL, f"{base}: over the limit", "profile the slow test (harness history "
-                     f"--selector {name}; brief §2.3 runtime profile)", details)
+        # over the critical limit RT-001 (critical) fails the gate; over the warning limit RT-002 warns
+        return row(status=CheckStatus.FAIL if spec.limit == "critical" else CheckStatus.WARN,
+                   evidence=f"{base}: over the limit",
+                   fix=f"profile the slow test (harness history --selector {spec.selector}; brief §2.3 runtime profile)",
+                   details=details)
     if run.other_host:
-        return Check(check_id, title, True, WARN, f"{base}: recorded on another machine",
-                     "harness doctor --run to check this one", details)
+        return row(status=CheckStatus.WARN, evidence=f"{base}: recorded on another machine",
+                   fix="harness doctor --run to check this one", details=details)
     suspicious, _ = _limit(selector, "suspicious", history, host_key)
     if suspicious is not None and run.runtime_s is not None and run.runtime_s < suspicious:
-        return Check(check_id, title, True, WARN, f"{base}: under {suspicious:g} s, suspiciously fast (RT-003)",
-                     "check that the test really trained and inferred", details)
-    return Check(check_id, title, True, PASS, base, "", details)
+        return row(status=CheckStatus.WARN, evidence=f"{base}: under {suspicious:g} s, suspiciously fast (RT-003)",
+                   fix="check that the test really did its work", details=details)
+    return row(status=CheckStatus.PASS, evidence=base, details=details)
 
 
-def config_check(catalog: Catalog | None, run: SelectorRun | None, why_not: str | None = None) -> Check:
-    title = "CONFIG-001: params.cfg synced before the dispatcher routes"
-    if catalog is None:
-        return Check("config_001", title, True, SKIPPED, why_not or "the catalog did not load", "fix the catalog first")
-    if CONFIG_SYNC not in catalog.selectors:
-        return Check("config_001", title, True, SKIPPED,
-                     f"the catalog {catalog.path} has no selector {CONFIG_SYNC!r} to run the dispatcher's CONFIG-001 "
-                     f"test ({CONFIG_SYNC_TEST})",
-                     f"add [selectors.{CONFIG_SYNC}] running that test (docs/guide.md#doctor-the-handoff-checklist-in-one-command)")
-    selector = catalog.selectors[CONFIG_SYNC]
-    if run is None:
-        return Check("config_001", title, True, UNKNOWN, why_not or "not run", f"harness run --cadence manual --selector {CONFIG_SYNC}")
+def selector_runs_check(spec: SelectorRunsCheck, catalog: Catalog, run: SelectorRun | None) -> Check:
+    """The selector, run now, passes (a wiring test such as CONFIG-001)."""
+    selector = catalog.selectors[spec.selector]
+    row = partial(Check, id=spec.id, title=spec.title)
     test = " ".join(arg for arg in selector.args if arg not in ("-v", "-vv", "-q"))
+    details = {"selector": spec.selector}
+    if run is None:
+        return row(status=CheckStatus.UNKNOWN, evidence="not run (interrupted)",
+                   fix=f"harness run --cadence manual --selector {spec.selector}", details=details)
+    details["state"] = run.state
     if run.state == "passed":
-        return Check("config_001", title, True, PASS,
-                     f"{run.passed}/{run.total} passed: {test} (update_legacy_dict before the backend import)", "",
-                     {"state": run.state, "selector": CONFIG_SYNC})
+        return row(status=CheckStatus.PASS, evidence=f"{run.passed}/{run.total} passed: {test}", details=details)
     evidence = f"{run.state} ({run.reason}): {test}"
     if run.first_failure:
         evidence += f"; first failure: {run.first_failure}"
     if run.logs:
         evidence += f"; log: {run.logs}"
-    return Check("config_001", title, True, FAIL, evidence,
-                 "call update_legacy_dict(params.cfg, config) before inspecting config.backend or importing a backend "
-                 "(brief §1.2, docs/findings.md#CONFIG-001)", {"state": run.state, "selector": CONFIG_SYNC})
+    return row(status=CheckStatus.FAIL, evidence=evidence, fix=advice(run, selector, spec.fix), details=details)
 
 
 # -- checks: guardrails, escalation matrix, CI environment ------------------------------------------------
@@ -527,40 +602,34 @@ def escalation_matrix(rules: RuleSet) -> list[dict[str, Any]]:
             for t in rules.triggers]
 
 
-def guardrails_check(catalog: Catalog | None, rules: RuleSet | None) -> Check:
-    title = "Runtime guardrails and escalation matrix (optional)"
-    if catalog is None or rules is None:
-        return Check("guardrails", title, False, SKIPPED, "the catalog or the rules did not load", "see the catalog row")
+def guardrails_check(spec: GuardrailsCheck, catalog: Catalog, rules: RuleSet | None) -> Check:
+    """Informational: the selector's runtime guardrails as configured, and the triggers the rules must carry."""
+    row = partial(Check, id=spec.id, title="Runtime guardrails and escalation matrix (optional)", required=False)
+    if rules is None:
+        return row(status=CheckStatus.SKIPPED, evidence="the rules did not load", fix="see the catalog row")
     notes = []
-    selector = catalog.selectors.get(INTEGRATION)
-    if selector is None:
-        notes.append(f"no {INTEGRATION!r} selector")
-        summary = ""
-    else:
-        spec = selector.runtime
-        missing = [name for name, value in (("critical_s", spec.critical_s), ("warning_s", spec.warning_s),
-                                            ("suspicious_below_s", spec.suspicious_below_s)) if value is None]
-        if missing and spec.mode == "absolute":
-            notes.append(f"{INTEGRATION} has no {', '.join(missing)}")
-        summary = (f"{INTEGRATION}: hard limit {_secs(spec.critical_s)} (RT-001), warning {_secs(spec.warning_s)} "
-                   f"x3 runs (RT-002), suspicious < {_secs(spec.suspicious_below_s)} (RT-003), baseline "
-                   f"{_secs(spec.baseline_s)}, mode {spec.mode}; ")
+    spec_runtime = catalog.selectors[spec.selector].runtime
+    missing = [name for name, value in (("critical_s", spec_runtime.critical_s), ("warning_s", spec_runtime.warning_s),
+                                        ("suspicious_below_s", spec_runtime.suspicious_below_s)) if value is None]
+    if missing and spec_runtime.mode == "absolute":
+        notes.append(f"{spec.selector} has no {', '.join(missing)}")
+    summary = (f"{spec.selector}: hard limit {_secs(spec_runtime.critical_s)} (RT-001), warning "
+               f"{_secs(spec_runtime.warning_s)} x3 runs (RT-002), suspicious < {_secs(spec_runtime.suspicious_below_s)} "
+               f"(RT-003), baseline {_secs(spec_runtime.baseline_s)}, mode {spec_runtime.mode}; ")
     ids = {t.id for t in rules.triggers}
-    absent = [t for t in BRIEF_TRIGGERS if t not in ids]
+    absent = [t for t in spec.triggers if t not in ids]
     if absent:
         notes.append(f"rules lack {', '.join(absent)}")
     evidence = f"{summary}{len(rules.triggers)} triggers in {rules.path} (tables below)"
     if notes:
-        return Check("guardrails", title, False, WARN, f"{evidence}; " + "; ".join(notes),
-                     "restore the brief's §2.3 thresholds in the catalog and §3.4 triggers in the rules")
-    return Check("guardrails", title, False, INFO, evidence, "")
+        return row(status=CheckStatus.WARN, evidence=f"{evidence}; " + "; ".join(notes),
+                   fix="restore the thresholds in the catalog and the triggers in the rules")
+    return row(status=CheckStatus.INFO, evidence=evidence)
 
 
-def cpu_only_check(catalog: Catalog | None, environ: dict[str, str]) -> Check:
-    """CUDA_VISIBLE_DEVICES="" pinned where the brief wants a CPU-only worker (the integration test)."""
-    title = 'CPU-only CI environment (CUDA_VISIBLE_DEVICES="")'
-    if catalog is None:
-        return Check("cpu_only", title, True, SKIPPED, "the catalog did not load", "see the catalog row")
+def cpu_only_check(spec: CpuOnlyCheck, catalog: Catalog, environ: dict[str, str]) -> Check:
+    """CUDA_VISIBLE_DEVICES="" pinned where the project wants a CPU-only worker."""
+    row = partial(Check, id=spec.id, title='CPU-only CI environment (CUDA_VISIBLE_DEVICES="")')
     pinned, inherit, gpu = [], [], []
     for selector in catalog.selectors.values():
         value = selector.env.get("CUDA_VISIBLE_DEVICES")
@@ -578,14 +647,15 @@ def cpu_only_check(catalog: Catalog | None, environ: dict[str, str]) -> Check:
         parts.append(f"workflows pinning it: {', '.join(workflows)}" + (f"; not: {', '.join(unpinned)}" if unpinned else ""))
     evidence = "; ".join(parts)
     details = {"pinned": pinned, "inherit": inherit, "gpu": gpu, "shell": shell, "workflows_unpinned": unpinned}
-    integration = catalog.selectors.get(INTEGRATION)
-    if integration is not None and integration.env.get("CUDA_VISIBLE_DEVICES") != "":
-        return Check("cpu_only", title, True, FAIL, evidence,
-                     f'set env = {{ CUDA_VISIBLE_DEVICES = "" }} on [selectors.{INTEGRATION}] (or [defaults])', details)
+    loose = [name for name in spec.selectors if catalog.selectors[name].env.get("CUDA_VISIBLE_DEVICES") != ""]
+    if loose:
+        return row(status=CheckStatus.FAIL, evidence=evidence, details=details,
+                   fix=" and ".join(f"set env = {{ CUDA_VISIBLE_DEVICES = \"\" }} on [selectors.{name}]" for name in loose)
+                   + " (or in [defaults])")
     if inherit or unpinned:
-        return Check("cpu_only", title, True, WARN, evidence,
-                     'pin CUDA_VISIBLE_DEVICES = "" in [defaults] env (and the workflows\' env)', details)
-    return Check("cpu_only", title, True, PASS, evidence, "", details)
+        return row(status=CheckStatus.WARN, evidence=evidence, details=details,
+                   fix='pin CUDA_VISIBLE_DEVICES = "" in [defaults] env (and the workflows\' env)')
+    return row(status=CheckStatus.PASS, evidence=evidence, details=details)
 
 
 def _workflows_pinning(root: Path) -> tuple[list[str], list[str]]:
@@ -613,10 +683,12 @@ def webhooks_check(routes_path: Path, environ: dict[str, str]) -> Check:
     from harness.routes import load_routes
 
     title = "Webhook variables named by the routes"
+    row = partial(Check, id="webhooks", title=title)
     try:
         routes = load_routes(routes_path)
     except ConfigError as exc:
-        return Check("webhooks", title, True, FAIL, str(exc).splitlines()[0], f"fix {routes_path} (docs/alerts.md)")
+        return row(status=CheckStatus.FAIL, evidence=str(exc).splitlines()[0],
+                   fix=f"fix {routes_path} (docs/alerts.md)")
     present, missing = [], []
     for sink in routes.sinks.values():
         for name in (sink.url_env, sink.secret_env):
@@ -629,13 +701,13 @@ def webhooks_check(routes_path: Path, environ: dict[str, str]) -> Check:
     from harness.alerting import notifications_disabled
 
     if notifications_disabled(environ):
-        return Check("webhooks", title, True, WARN, "; ".join(parts) + "; HARNESS_NOTIFY=off: nothing is sent",
-                     "unset HARNESS_NOTIFY to deliver alerts", details)
+        return row(status=CheckStatus.WARN, evidence="; ".join(parts) + "; HARNESS_NOTIFY=off: nothing is sent",
+                   fix="unset HARNESS_NOTIFY to deliver alerts", details=details)
     if missing:
-        return Check("webhooks", title, True, WARN, "; ".join(parts) + " (their messages wait in the outbox)",
-                     "set them (CI: repository secrets passed through the workflow's env), then `harness alerts flush`",
-                     details)
-    return Check("webhooks", title, True, PASS, "; ".join(parts), "", details)
+        return row(status=CheckStatus.WARN, evidence="; ".join(parts) + " (their messages wait in the outbox)",
+                   fix="set them (CI: repository secrets passed through the workflow's env), then `harness alerts flush`",
+                   details=details)
+    return row(status=CheckStatus.PASS, evidence="; ".join(parts), details=details)
 
 
 # -- checks: history ----------------------------------------------------------------------------------------
@@ -647,23 +719,25 @@ def history_check(history: Any, fix: bool) -> Check:
     from harness.history_schema import latest_version
 
     title = "History database reachable and healthy"
+    row = partial(Check, id="history", title=title)
     latest = latest_version()
     if history_backend.is_url(history):
         return _postgres_history_check(history, fix, title, latest)
     path = Path(history)
     if not path.exists():
-        return Check("history", title, True, WARN, f"no history database at {path} yet",
-                     "the first `harness run` creates it", {"path": str(path)})
+        return row(status=CheckStatus.WARN, evidence=f"no history database at {path} yet",
+                   fix="the first `harness run` creates it", details={"path": str(path)})
     try:
         version, runs, last, integrity = _read_sqlite(path)
     except sqlite3.DatabaseError as exc:
-        return Check("history", title, True, FAIL, f"{path}: not a usable SQLite database: {exc}",
-                     "move it aside; the next `harness run` starts a new one (CI: restore an older cache entry)",
-                     {"path": str(path)})
+        return row(status=CheckStatus.FAIL, evidence=f"{path}: not a usable SQLite database: {exc}",
+                   fix="move it aside; the next `harness run` starts a new one (CI: restore an older cache entry)",
+                   details={"path": str(path)})
     migrated = False
     if integrity != ["ok"]:
-        return Check("history", title, True, FAIL, f"{path}: integrity_check: {'; '.join(integrity[:3])}",
-                     f"sqlite3 {path} '.recover' > recovered.sql, or restore a backup", {"path": str(path)})
+        return row(status=CheckStatus.FAIL, evidence=f"{path}: integrity_check: {'; '.join(integrity[:3])}",
+                   fix=f"sqlite3 {path} '.recover' > recovered.sql, or restore a backup",
+                   details={"path": str(path)})
     if version < latest and fix:
         from harness.history import HistoryStore
 
@@ -674,12 +748,13 @@ def history_check(history: Any, fix: bool) -> Check:
                 + f", {runs} run(s)" + (f", newest {last}" if last else ""))
     details = {"path": str(path), "schema_version": version, "latest": latest, "runs": runs}
     if version > latest:
-        return Check("history", title, True, FAIL, f"{evidence}; newer than this harness ({latest})",
-                     "upgrade the harness (pip install -e .)", details)
+        return row(status=CheckStatus.FAIL, evidence=f"{evidence}; newer than this harness ({latest})",
+                   fix="upgrade the harness (pip install --upgrade ptycho-harness; in a checkout pip install -e .)", details=details)
     if version < latest:
-        return Check("history", title, True, WARN, f"{evidence}; this harness expects {latest}",
-                     "harness doctor --fix (or any harness command that writes history) migrates it", details)
-    return Check("history", title, True, PASS, evidence + " (current)", "", details)
+        return row(status=CheckStatus.WARN, evidence=f"{evidence}; this harness expects {latest}",
+                   fix="harness doctor --fix (or any harness command that writes history) migrates it",
+                   details=details)
+    return row(status=CheckStatus.PASS, evidence=evidence + " (current)", details=details)
 
 
 def _read_sqlite(path: Path) -> tuple[int, int, str | None, list[str]]:
@@ -701,16 +776,19 @@ def _read_sqlite(path: Path) -> tuple[int, int, str | None, list[str]]:
 def _postgres_history_check(history: Any, fix: bool, title: str, latest: int) -> Check:
     from harness import history_backend
 
+    row = partial(Check, id="history", title=title)
     try:
         connection = history_backend.connect(history)
     except ConfigError as exc:
-        return Check("history", title, True, FAIL, str(exc), "check the server, the URL and PGPASSWORD / ~/.pgpass")
+        return row(status=CheckStatus.FAIL, evidence=str(exc),
+                   fix="check the server, the URL and PGPASSWORD / ~/.pgpass")
     try:
         exists = connection.execute(
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'").fetchone()
         version = int(connection.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0] or 0) if exists else 0
     except sqlite3.DatabaseError as exc:
-        return Check("history", title, True, FAIL, f"{history}: {exc}", "check the database and the user's rights")
+        return row(status=CheckStatus.FAIL, evidence=f"{history}: {exc}",
+                   fix="check the database and the user's rights")
     finally:
         connection.close()
     evidence = f"{history}: reachable, schema version {version} (integrity_check is SQLite's; the server checks its own pages)"
@@ -718,19 +796,20 @@ def _postgres_history_check(history: Any, fix: bool, title: str, latest: int) ->
         from harness.history import HistoryStore
 
         HistoryStore.open(history).close()
-        return Check("history", title, True, PASS, f"{evidence}; migrated to {latest} now", "")
+        return row(status=CheckStatus.PASS, evidence=f"{evidence}; migrated to {latest} now")
     if version != latest:
-        return Check("history", title, True, WARN if version < latest else FAIL,
-                     f"{evidence}; this harness expects {latest}",
-                     "harness doctor --fix" if version < latest else "upgrade the harness")
-    return Check("history", title, True, PASS, evidence + " (current)", "")
+        return row(status=CheckStatus.WARN if version < latest else CheckStatus.FAIL,
+                   evidence=f"{evidence}; this harness expects {latest}",
+                   fix="harness doctor --fix" if version < latest else "upgrade the harness")
+    return row(status=CheckStatus.PASS, evidence=evidence + " (current)")
 
 
 # -- everything -----------------------------------------------------------------------------------------
 
 
 def diagnose(request: DoctorRequest) -> DoctorReport:
-    """Run every check (independent ones concurrently) and return them in checklist order."""
+    """Run the generic checks and the catalog's declared ones (independent ones concurrently), in order:
+    the catalog, its packages, pytest's plugins, the other declared checks, webhooks, history."""
     from harness.catalog import load_catalog
     from harness.environment import host_info
     from harness.locations import DEFAULT_RULES
@@ -741,82 +820,72 @@ def diagnose(request: DoctorRequest) -> DoctorReport:
     environ = request.environ
     catalog: Catalog | None = None
     rules: RuleSet | None = None
+    catalog_row = partial(Check, id="catalog", title="Catalog and rules valid")
     try:
         catalog = load_catalog(request.catalog_path)
         rules = load_rules(request.rules_path or catalog.rules or DEFAULT_RULES)
         problems = rules.check_selectors(set(catalog.selectors))
-        catalog_row = Check("catalog", "Catalog and rules valid", True, WARN if problems else PASS,
-                            f"{catalog.path} ({len(catalog.selectors)} selectors, cadences "
-                            f"{', '.join(catalog.cadences)}); {rules.path} ({len(rules.triggers)} triggers)"
-                            + (f"; {problems[0]}" if problems else ""),
-                            "correct the scope names" if problems else "")
+        declared = len(catalog.doctor.checks)
+        check_catalog = catalog_row(
+            status=CheckStatus.WARN if problems else CheckStatus.PASS,
+            evidence=f"{catalog.path} ({len(catalog.selectors)} selectors, cadences {', '.join(catalog.cadences)}, "
+                     f"{declared} declared doctor check(s)); {rules.path} ({len(rules.triggers)} triggers)"
+                     + (f"; {problems[0]}" if problems else ""),
+            fix="correct the scope names" if problems else "")
     except ConfigError as exc:
         where = "rules" if catalog is not None else "catalog"
-        catalog_row = Check("catalog", "Catalog and rules valid", True, FAIL, str(exc).splitlines()[0],
-                            f"fix the {where} file (`harness {where} --catalog ...` shows every problem)")
+        check_catalog = catalog_row(
+            status=CheckStatus.FAIL, evidence=str(exc).splitlines()[0] + " (its declared checks cannot run)",
+            fix=f"fix the {where} file (`harness {where} --catalog ...` shows every problem)")
         if catalog is not None and rules is None:
             catalog = None
     python = catalog.python_executable(sys.executable) if catalog is not None else sys.executable
     cwd = catalog.root if catalog is not None else Path.cwd()
     host_key = host_info().host_key
+    declared_checks = catalog.doctor.checks if catalog is not None else ()
+    packages = [c for c in declared_checks if isinstance(c, PackageCheck)]
 
     to_run: list[Selector] = []
-    if catalog is not None:
-        names = [INTEGRATION, BACKEND_SELECTION, CONFIG_SYNC] if request.run else [CONFIG_SYNC]
-        to_run = [catalog.selectors[name] for name in names if name in catalog.selectors]
+    for spec in declared_checks:
+        if isinstance(spec, SelectorRunsCheck) or (isinstance(spec, SelectorPassesCheck) and request.run):
+            if catalog.selectors[spec.selector] not in to_run:  # type: ignore[union-attr]
+                to_run.append(catalog.selectors[spec.selector])  # type: ignore[union-attr]
 
     runs: dict[str, SelectorRun] = {}
     work: Path | None = None
-    interrupted = False
     with StopSignals() as stop, ThreadPoolExecutor(max_workers=4) as pool:
-        packages = pool.submit(package_checks, python, cwd, environ)
-        dataset = pool.submit(dataset_check, python, cwd, environ, request.fix)
+        probed = pool.submit(package_checks, python, cwd, environ, packages)
+        datasets = [(spec, pool.submit(dataset_check, spec, python, cwd, environ, request.fix))
+                    for spec in declared_checks if isinstance(spec, DatasetCheck)]
         history_row = pool.submit(history_check, request.history, request.fix)
         if to_run:
-            runs, work = run_selectors(catalog, to_run, request.jobs, request.progress, stop.event)  # type: ignore[arg-type]
-        checks_packages = packages.result()
-        check_dataset = dataset.result()
+            runs, work = run_selectors(catalog, to_run, request.jobs, request.progress, stop.event,  # type: ignore[arg-type]
+                                       rules, host_key)
+        package_rows, plugins_row = probed.result()
+        dataset_rows = {id(spec): future.result() for spec, future in datasets}
         check_history = history_row.result()
         interrupted = stop.received is not None
 
-    recorded: dict[str, SelectorRun | None] = {}
-    why_not: dict[str, str] = {}
-    for name in (INTEGRATION, BACKEND_SELECTION):
-        if name in runs:
-            continue
-        if not _history_exists(request.history):
-            why_not[name] = f"no history database at {request.history}, so no recorded run: cannot tell"
-        elif check_history.status == FAIL:
-            why_not[name] = "the history database is not healthy (see the history row): cannot tell"
-        else:
-            try:
-                recorded[name] = recorded_run(request.history, name, host_key, now)
-            except (ConfigError, sqlite3.DatabaseError) as exc:
-                why_not[name] = f"history not readable ({exc}): cannot tell"
-
-    def pick(name: str) -> SelectorRun | None:
-        return runs.get(name) or recorded.get(name)
-
     history_for_limits = request.history if _history_exists(request.history) else None
-    checks = [
-        catalog_row,
-        *checks_packages,
-        check_dataset,
-        selector_check("integration", catalog, INTEGRATION, "critical", pick(INTEGRATION),
-                       history_for_limits, host_key, why_not.get(INTEGRATION)),
-        selector_check("backend_selection", catalog, BACKEND_SELECTION, "warning", pick(BACKEND_SELECTION),
-                       history_for_limits, host_key, why_not.get(BACKEND_SELECTION)),
-        config_check(catalog, runs.get(CONFIG_SYNC)),
-        guardrails_check(catalog, rules),
-        cpu_only_check(catalog, environ),
-        webhooks_check(request.routes_path, environ),
-        check_history,
-    ]
+    rows = [check_catalog, *package_rows, plugins_row]
+    for spec in declared_checks:
+        if isinstance(spec, DatasetCheck):
+            rows.append(dataset_rows[id(spec)])
+        elif isinstance(spec, SelectorPassesCheck):
+            run, why_not = _selector_run(spec.selector, runs, request.history, check_history, host_key, now)
+            rows.append(selector_passes_check(spec, catalog, run, history_for_limits, host_key, why_not))  # type: ignore[arg-type]
+        elif isinstance(spec, SelectorRunsCheck):
+            rows.append(selector_runs_check(spec, catalog, runs.get(spec.selector)))  # type: ignore[arg-type]
+        elif isinstance(spec, GuardrailsCheck):
+            rows.append(guardrails_check(spec, catalog, rules))  # type: ignore[arg-type]
+        elif isinstance(spec, CpuOnlyCheck):
+            rows.append(cpu_only_check(spec, catalog, environ))  # type: ignore[arg-type]
+    rows += [webhooks_check(request.routes_path, environ), check_history]
     if work is not None and all(run.state == "passed" for run in runs.values()):
         shutil.rmtree(work, ignore_errors=True)  # kept only when a failure's logs are worth reading
         work = None
     return DoctorReport(
-        checks=checks,
+        checks=rows,
         guardrails=guardrails(catalog) if catalog is not None else [],
         matrix=escalation_matrix(rules) if rules is not None else [],
         work_dir=None if work is None else str(work),
@@ -824,8 +893,22 @@ def diagnose(request: DoctorRequest) -> DoctorReport:
     )
 
 
+def _selector_run(name: str, runs: dict[str, SelectorRun], history: Any, check_history: Check, host_key: str,
+                  now: datetime) -> tuple[SelectorRun | None, str | None]:
+    """The selector's run made now, else its latest recorded one; or why there is none."""
+    if name in runs:
+        return runs[name], None
+    if not _history_exists(history):
+        return None, f"no history database at {history}, so no recorded run: cannot tell"
+    if check_history.status == CheckStatus.FAIL:
+        return None, "the history database is not healthy (see the history row): cannot tell"
+    try:
+        return recorded_run(history, name, host_key, now), None
+    except (ConfigError, sqlite3.DatabaseError) as exc:
+        return None, f"history not readable ({exc}): cannot tell"
+
+
 def _history_exists(history: Any) -> bool:
     from harness import history_backend
 
     return history is not None and (history_backend.is_url(history) or Path(history).exists())
-

@@ -1,4 +1,5 @@
-"""``harness doctor``: check this machine and configuration against the brief's handoff checklist (§7).
+"""``harness doctor``: check this machine and configuration: the generic checks for any catalog, and
+the checks the catalog declares (this repository's: the brief's handoff checklist, §7).
 
 The checks are in ``harness.doctor`` (imported inside the handler so ``harness --help`` stays fast).
 """
@@ -26,21 +27,23 @@ STATUS_STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "unknown"
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "doctor",
-        help="check the handoff checklist (brief §7): torch, dataset, selectors, CONFIG-001, CI env, history",
-        description="Check every point of the brief's handoff checklist (§7) and print a table (check, status, "
-        "evidence, how to fix): torch >= 2.2 and lightning importable (in the catalog's interpreter), the "
-        "canonical dataset present, the integration selector passing within its hard limit and the backend "
-        "selection suite in under 5 s (the last recorded runs, or now with --run), CONFIG-001 wiring (runs the "
-        "config_sync selector), the runtime guardrails and escalation matrix as configured, the CPU-only "
-        "environment and the webhook variables alerts/routes.yaml names (names only), and the history "
-        "database's health. A check that cannot run says why (unknown / skipped).",
+        help="check the catalog's environment and its declared checks (here: the brief's handoff checklist)",
+        description="Check what running the catalog needs and print a table (check, status, evidence, how to "
+        "fix). For any catalog: the catalog and rules valid, pytest, pytest-json-report and pytest-timeout in the "
+        "catalog's interpreter, the webhook variables alerts/routes.yaml names (names only), the history "
+        "database's health. Then the checks the catalog declares under [doctor]; this repository's are the "
+        "brief's handoff checklist (§7): torch >= 2.2 and lightning importable, the canonical dataset present, "
+        "the integration selector passing within its hard limit and the backend selection suite in under 5 s "
+        "(judged as the gate judged their last recorded run, or now with --run), CONFIG-001 wiring (runs the "
+        "config_sync selector), the runtime guardrails and escalation matrix, the CPU-only environment. A check "
+        "that cannot run says why (unknown / skipped).",
         epilog="Exit codes: 0 every required check holds (pass, warn or info); 1 some required check failed or "
         "could not tell; 2 usage error; 130 interrupted. See docs/guide.md#doctor-the-handoff-checklist-in-one-command.",
     )
     parser.add_argument("--run", action="store_true",
-                        help="run the integration and backend selection selectors now instead of reading history")
+                        help="run the selectors of the declared selector_passes checks now instead of reading history")
     parser.add_argument("--fix", action="store_true",
-                        help="fix what can be fixed here: generate the canonical dataset, migrate the history schema")
+                        help="fix what can be fixed here: generate a declared dataset, migrate the history schema")
     parser.add_argument("--jobs", "-j", type=positive_int, default=default_jobs(),
                         help="CPU budget for the selectors doctor runs (default: CPUs available, %(default)s here)")
     parser.add_argument("--progress", choices=("auto", "rich", "plain", "none"), default="auto",
@@ -64,8 +67,8 @@ def handle(args: argparse.Namespace) -> int:
         jobs=args.jobs, progress="none" if args.progress == "auto" and args.json and not sys.stderr.isatty() else args.progress,
     )
     if not args.json and args.progress != "none":
-        what = "running the selectors" if args.run else "running CONFIG-001's test"
-        print(f"harness doctor: importing torch and lightning, {what}"
+        print("harness doctor: asking the catalog's interpreter, running the declared checks"
+              + (" and the selectors" if args.run else "")
               + (", generating what is missing" if args.fix else "") + " ...", file=sys.stderr, flush=True)
     report = diagnose(request)
     if args.json:
@@ -81,7 +84,7 @@ def render(report) -> None:
     from rich.table import Table
 
     console = Console(width=None if sys.stdout.isatty() else 160, highlight=False)
-    table = Table(title="harness doctor: handoff checklist (brief §7)", show_lines=True)
+    table = Table(title="harness doctor: handoff checklist", show_lines=True)
     table.add_column("check", max_width=34)
     table.add_column("status")
     table.add_column("evidence", ratio=3, overflow="fold")

@@ -1,6 +1,7 @@
-"""`harness doctor`: the brief's handoff checklist (§7) as checks, each with evidence and a fix.
+"""`harness doctor`: the generic checks and a catalog's declared ones, each with evidence and a fix.
 
-The project is the tiny pytest project (``tiny_project``) with a ``config_sync`` selector added.
+The project is the tiny pytest project (``tiny_project``) with a ``config_sync`` selector added and
+the brief's handoff checklist (§7) declared under ``[doctor]`` as this repository's catalog does.
 torch and lightning are the one boundary replaced: small packages on ``PYTHONPATH`` stand in for
 them (a real ``import lightning`` takes 6-30 s here), so the tests can make them old or broken.
 Everything else (selector runs, history, the dataset probe through ``ptycho.simulate``) is real.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import sys
 import zipfile
@@ -21,7 +23,14 @@ from test_history_postgres import pg_url, postgres_server  # noqa: F401 - pytest
 from tiny_project import harness_main, make_project
 
 from harness import doctor
-from harness.catalog import load_catalog
+from harness.catalog import (
+    CpuOnlyCheck,
+    DatasetCheck,
+    GuardrailsCheck,
+    PackageCheck,
+    SelectorPassesCheck,
+    load_catalog,
+)
 from harness.history import HistoryStore
 from harness.history_schema import MIGRATIONS, latest_version
 
@@ -32,6 +41,58 @@ title = "CONFIG-001 wiring (tiny)"
 owner = "INTEGRATE-PYTORCH-001"
 args = ["tests/test_backend.py::test_pytorch_routing"]
 """
+# The repository's declarations (harness/catalog.toml), for the tiny project's selectors.
+DOCTOR = """
+[[doctor.checks]]
+kind = "package"
+module = "torch"
+minimum = "2.2"
+title = "PyTorch >= 2.2 importable (POLICY-001)"
+fix = "pip install 'torch>=2.2' --index-url https://download.pytorch.org/whl/cpu (CPU build)"
+
+[[doctor.checks]]
+kind = "package"
+module = "lightning"
+title = "Lightning importable"
+
+[[doctor.checks]]
+kind = "dataset"
+title = "Canonical dataset present"
+locate = "ptycho.simulate:canonical_path"
+generate = "ptycho.simulate:ensure_canonical_dataset"
+keys = [["diffraction", "diff3d"], ["probeGuess"], ["xcoords"], ["ycoords"]]
+
+[[doctor.checks]]
+kind = "selector_passes"
+selector = "integration"
+limit = "critical"
+
+[[doctor.checks]]
+kind = "selector_passes"
+selector = "backend_selection"
+limit = "warning"
+
+[[doctor.checks]]
+kind = "selector_runs"
+id = "config_001"
+selector = "config_sync"
+title = "CONFIG-001: params.cfg synced before the dispatcher routes"
+fix = "call update_legacy_dict(params.cfg, config) before inspecting config.backend or importing a backend"
+
+[[doctor.checks]]
+kind = "guardrails"
+selector = "integration"
+triggers = ["RT-001", "RT-002", "RT-003", "FAIL-001", "PARITY-001"]
+
+[[doctor.checks]]
+kind = "cpu_only"
+selectors = ["integration"]
+"""
+TORCH = PackageCheck(kind="package", module="torch", minimum="2.2", fix="pip install 'torch>=2.2'")
+LIGHTNING = PackageCheck(kind="package", module="lightning")
+DATASET = DatasetCheck(kind="dataset", locate="ptycho.simulate:canonical_path",
+                       generate="ptycho.simulate:ensure_canonical_dataset",
+                       keys=(("diffraction", "diff3d"), ("probeGuess",), ("xcoords",), ("ycoords",)))
 ROUTES = """\
 version: 1
 sinks:
@@ -75,7 +136,7 @@ def project(tmp_path_factory):
     """The tiny project with config_sync and routes, and one recorded pr run in its history."""
     root = tmp_path_factory.mktemp("doctor")
     catalog = make_project(root)
-    catalog.write_text(catalog.read_text() + CONFIG_SYNC)
+    catalog.write_text(catalog.read_text() + CONFIG_SYNC + DOCTOR)
     (root / "routes.yaml").write_text(ROUTES)
     stubs = stub_packages(root / "stubs")
     datasets = root / "datasets"
@@ -163,7 +224,8 @@ def test_runtime_limits_come_from_the_catalog(project, tmp_path):
 
     def check(catalog_path: Path, host: str) -> doctor.Check:
         recorded = doctor.recorded_run(project["history"], "integration", host, doctor.datetime.now(doctor.UTC))
-        return doctor.selector_check("integration", load_catalog(catalog_path), "integration", "critical", recorded,
+        spec = SelectorPassesCheck(kind="selector_passes", selector="integration", limit="critical")
+        return doctor.selector_passes_check(spec, load_catalog(catalog_path), recorded,
                                      project["history"], host)
 
     over = check(strict, "doctor-host")
@@ -183,7 +245,8 @@ def test_runtime_limits_come_from_the_catalog(project, tmp_path):
 ])
 def test_torch_and_lightning_are_imported_by_the_catalogs_interpreter(tmp_path, torch, lightning, expect):
     stubs = stub_packages(tmp_path / "stubs", torch, lightning)
-    checks = {c.id: c for c in doctor.package_checks(sys.executable, tmp_path, environ(stubs, tmp_path))}
+    rows, plugins = doctor.package_checks(sys.executable, tmp_path, environ(stubs, tmp_path), [TORCH, LIGHTNING])
+    checks = {c.id: c for c in [*rows, plugins]}
     for name, status in expect.items():
         assert checks[name].status == status
         assert checks[name].fix
@@ -195,16 +258,17 @@ def test_torch_and_lightning_are_imported_by_the_catalogs_interpreter(tmp_path, 
 
 
 def test_an_interpreter_that_is_not_there_makes_the_package_checks_unknown(tmp_path):
-    checks = doctor.package_checks(str(tmp_path / "no-python"), tmp_path, dict(os.environ))
+    rows, plugins = doctor.package_checks(str(tmp_path / "no-python"), tmp_path, dict(os.environ), [TORCH])
+    checks = [*rows, plugins]
     assert {c.status for c in checks} == {"unknown"}
     assert "not found" in checks[0].evidence
 
 
 def test_fix_generates_the_canonical_dataset(tmp_path):
     env = environ(tmp_path, tmp_path / "datasets")
-    missing = doctor.dataset_check(sys.executable, tmp_path, env, fix=False)
+    missing = doctor.dataset_check(DATASET, sys.executable, tmp_path, env, fix=False)
     assert missing.status == "fail" and "harness doctor --fix" in missing.fix
-    fixed = doctor.dataset_check(sys.executable, tmp_path, env, fix=True)
+    fixed = doctor.dataset_check(DATASET, sys.executable, tmp_path, env, fix=True)
     assert fixed.status == "pass" and "generated now" in fixed.evidence, fixed.evidence
     with zipfile.ZipFile(tmp_path / "datasets" / CANONICAL_NAME) as archive:
         assert "diffraction.npy" in archive.namelist()
@@ -212,7 +276,7 @@ def test_fix_generates_the_canonical_dataset(tmp_path):
 
 def test_a_dataset_without_the_contract_keys_fails(tmp_path):
     fake_dataset(tmp_path / "datasets", keys=("diffraction", "xcoords"))
-    check = doctor.dataset_check(sys.executable, tmp_path, environ(tmp_path, tmp_path / "datasets"), fix=False)
+    check = doctor.dataset_check(DATASET, sys.executable, tmp_path, environ(tmp_path, tmp_path / "datasets"), fix=False)
     assert check.status == "fail" and "probeGuess" in check.evidence and "ycoords" in check.evidence
 
 
@@ -258,20 +322,33 @@ def test_cpu_only_requires_the_integration_selector_pinned(project, tmp_path):
     text = project["catalog"].read_text().replace('env = { CUDA_VISIBLE_DEVICES = "" }', 'env = { }')
     unpinned = tmp_path / "unpinned.toml"
     unpinned.write_text(text.replace('root = "."', f'root = "{project["root"]}"'))
-    check = doctor.cpu_only_check(load_catalog(unpinned), {"CUDA_VISIBLE_DEVICES": "0"})
+    check = doctor.cpu_only_check(CpuOnlyCheck(kind="cpu_only", selectors=("integration",)), load_catalog(unpinned),
+                                  {"CUDA_VISIBLE_DEVICES": "0"})
     assert check.status == "fail" and 'CUDA_VISIBLE_DEVICES = ""' in check.fix
     assert 'this shell: CUDA_VISIBLE_DEVICES="0"' in check.evidence
 
 
-def test_the_shipped_configuration_pins_cpu_and_carries_the_brief_matrix():
+def test_the_shipped_catalog_declares_the_handoff_checklist():
     from harness.locations import DEFAULT_CATALOG, DEFAULT_RULES
     from harness.rules import load_rules
 
     catalog = load_catalog(DEFAULT_CATALOG)
-    assert doctor.cpu_only_check(catalog, {}).status == "pass"
-    rails = doctor.guardrails_check(catalog, load_rules(DEFAULT_RULES))
+    declared = {spec.kind: spec for spec in catalog.doctor.checks}
+    assert [s.module for s in catalog.doctor.checks if s.kind == "package"] == ["torch", "lightning"]
+    assert set(declared) == {"package", "dataset", "selector_passes", "selector_runs", "guardrails", "cpu_only"}
+    assert doctor.cpu_only_check(declared["cpu_only"], catalog, {}).status == "pass"
+    rails = doctor.guardrails_check(declared["guardrails"], catalog, load_rules(DEFAULT_RULES))
     assert rails.status == "info" and "hard limit 90 s" in rails.evidence and "warning 60 s" in rails.evidence
-    assert "tests/torch/test_backend_selection.py" in " ".join(catalog.selectors["config_sync"].args)
+    assert set(declared["guardrails"].triggers) <= {t.id for t in load_rules(DEFAULT_RULES).triggers}
+    assert "tests/torch/test_backend_selection.py" in " ".join(catalog.selectors[declared["selector_runs"].selector].args)
+
+
+def test_a_declared_check_naming_an_unknown_selector_is_a_catalog_error(project, tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(project["catalog"].read_text().replace('root = "."', f'root = "{project["root"]}"')
+                   + '\n[[doctor.checks]]\nkind = "selector_passes"\nselector = "nope"\n')
+    with pytest.raises(doctor.ConfigError, match=r"doctor\.checks\.\d+: names unknown selector 'nope'"):
+        load_catalog(bad)
 
 
 def test_guardrails_warn_when_the_rules_lose_a_brief_trigger(project, tmp_path):
@@ -282,7 +359,8 @@ def test_guardrails_warn_when_the_rules_lose_a_brief_trigger(project, tmp_path):
     start = text.index("  - id: PARITY-001")
     trimmed = tmp_path / "rules.yaml"
     trimmed.write_text(text[:start] + text[text.index("  - id: FAIL-001"):])
-    check = doctor.guardrails_check(load_catalog(project["catalog"]), load_rules(trimmed))
+    spec = GuardrailsCheck(kind="guardrails", selector="integration", triggers=("FAIL-001", "PARITY-001"))
+    check = doctor.guardrails_check(spec, load_catalog(project["catalog"]), load_rules(trimmed))
     assert check.status == "warn" and "PARITY-001" in check.evidence and not check.required
 
 
@@ -310,7 +388,7 @@ def test_the_command_prints_the_table_and_exits_by_the_required_checks(project, 
     assert harness_main(*args, "--json") == 0
     data = json.loads(capsys.readouterr().out)
     assert data["ok"] is True and {c["id"] for c in data["checks"]} >= {"torch", "dataset", "config_001", "history"}
-    assert {row["trigger"] for row in data["escalation_matrix"]} >= set(doctor.BRIEF_TRIGGERS)
+    assert {row["trigger"] for row in data["escalation_matrix"]} >= {"RT-001", "FAIL-001", "PARITY-001"}
 
 
 def test_a_broken_catalog_is_a_failed_check_not_a_traceback(tmp_path, monkeypatch, capsys):
@@ -322,5 +400,95 @@ def test_a_broken_catalog_is_a_failed_check_not_a_traceback(tmp_path, monkeypatc
     data = json.loads(capsys.readouterr().out)
     checks = {c["id"]: c for c in data["checks"]}
     assert code == 1 and checks["catalog"]["status"] == "fail" and "harness.toml" in checks["catalog"]["evidence"]
-    assert checks["integration"]["status"] == "skipped" and checks["config_001"]["status"] == "skipped"
-    assert checks["torch"]["status"] == "pass"  # what does not need the catalog is still checked
+    assert "declared checks cannot run" in checks["catalog"]["evidence"]
+    # what does not need the catalog is still checked
+    assert list(checks) == ["catalog", "pytest_plugins", "webhooks", "history"]
+    assert checks["pytest_plugins"]["status"] == "pass"
+
+
+# -- doctor agrees with the gate, and its advice follows the cause ------------------------------------------
+
+
+def test_doctor_reads_the_gate_of_the_recorded_run(project, tmp_path, monkeypatch):
+    """A recorded run whose gate failed on the integration selector: doctor fails it, naming the trigger
+    the gate fired; the same history's passing selector still passes."""
+    reports = tmp_path / "reports"
+    for name in [k for k in os.environ if k.startswith(("HARNESS_", "TINY_", "GITHUB_"))]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("HARNESS_HOST", "doctor-host")
+    monkeypatch.setenv("HARNESS_NOTIFY", "off")
+    monkeypatch.setenv("TINY_FAIL_INTEGRATION", "1")
+    assert harness_main("run", "--cadence", "pr", "--catalog", str(project["catalog"]), "--reports-dir", str(reports),
+                        "--progress", "none") == 1
+    db = sqlite3.connect(reports / "history.sqlite")
+    gate_passed, fired = db.execute("SELECT gate_passed, (SELECT GROUP_CONCAT(trigger_id) FROM alerts) FROM runs").fetchone()
+    db.close()
+    assert gate_passed == 0 and fired == "PARITY-001"  # the failure's message names a shape mismatch
+    checks = by_id(doctor.diagnose(request(project, history=reports / "history.sqlite")))
+    integration = checks["integration"]
+    assert integration.status == "fail" and "the gate fails on it: PARITY-001 (high)" in integration.evidence
+    assert "harness reproduce --selector integration" in integration.fix
+    assert integration.details["alerts"] == ["PARITY-001"] and integration.details["fail_on"] == "high"
+    assert checks["backend_selection"].status == "pass"
+
+
+def test_a_run_the_gate_let_through_holds_with_a_warning():
+    """Not passed, but no alert at or above the gate's threshold (a flaky pass, an allowed skip): the
+    gate passed, so doctor does not fail it; it warns and says why."""
+    from harness.catalog import Catalog, Selector
+
+    selector = Selector(name="integration", title="i", owner="o", args=("tests/x.py",))
+    catalog = Catalog(path=Path("c.toml"), root=Path("."), selectors={"integration": selector}, cadences={})
+    spec = SelectorPassesCheck(kind="selector_passes", selector="integration")
+    run = doctor.SelectorRun(state="flaky", reason="passed after 1 rerun", runtime_s=1.0, measure="wall", passed=1,
+                             total=1, source="run r1", alerts=[doctor.FiredAlert("FLAKY-001", "warning", "flaky")],
+                             fail_on="high")
+    check = doctor.selector_passes_check(spec, catalog, run, None, "host")
+    assert check.status == "warn" and check.holds and "the gate let it through" in check.evidence
+    failing = doctor.SelectorRun(state="failed", reason="1 failed", runtime_s=1.0, measure="wall", source="run r2",
+                                 alerts=[doctor.FiredAlert("FAIL-001", "critical", "workflow failed")], fail_on="high")
+    assert doctor.selector_passes_check(spec, catalog, failing, None, "host").status == "fail"
+    # the same alert below a stricter run's threshold did not block that run's gate either
+    lenient = doctor.SelectorRun(**{**failing.__dict__, "fail_on": "critical", "alerts": [
+        doctor.FiredAlert("TEST-001", "high", "a test failed")]})
+    assert doctor.selector_passes_check(spec, catalog, lenient, None, "host").status == "warn"
+
+
+@pytest.mark.parametrize("args, cause, advice", [
+    (["tests/test_backend.py::test_no_such_test"], "usage_error", "pytest found nothing to run"),
+    (["tests/test_backend_broken.py::test_pytorch_routing"], "failed", "update_legacy_dict"),
+    (["tests/test_backend_broken.py::test_fixture_fails"], "setup_error", "a fixture failed in setup"),
+])
+def test_the_advice_follows_the_cause(project, tmp_path, args, cause, advice):
+    """CONFIG-001's advice (update_legacy_dict) is for its test failing, not for a missing node id or a
+    fixture that could not set the test up."""
+    root = tmp_path / "project"
+    shutil.copytree(project["root"], root, ignore=shutil.ignore_patterns("reports", "stubs", "datasets"))
+    (root / "tests" / "test_backend_broken.py").write_text(
+        "import pytest\n"
+        "@pytest.fixture\n"
+        "def dataset(tmp_path):\n"
+        "    return open(tmp_path / 'missing.npz')\n"
+        "def test_pytorch_routing():\n"
+        "    assert False, 'params.cfg was not synced'\n"
+        "def test_fixture_fails(dataset):\n"
+        "    pass\n")
+    catalog = root / "catalog.toml"
+    text = catalog.read_text()
+    start = text.index("[selectors.config_sync]")
+    catalog.write_text(text.replace(text[start:text.index("args", start)] + 'args = ["tests/test_backend.py::test_pytorch_routing"]',
+                                    text[start:text.index("args", start)] + f"args = {json.dumps(args)}"))
+    report = doctor.diagnose(request(project, catalog_path=catalog, history=tmp_path / "none.sqlite"))
+    check = by_id(report)["config_001"]
+    assert check.status == "fail" and check.details["state"] == cause, check.evidence
+    assert advice in check.fix, check.fix
+    if advice != "update_legacy_dict":
+        assert "update_legacy_dict" not in check.fix
+
+
+def test_checks_take_keywords_and_one_status_enum():
+    with pytest.raises(TypeError):
+        doctor.Check("history", "title", True, doctor.CheckStatus.FAIL, "evidence")  # type: ignore[misc]
+    check = doctor.Check(id="history", title="t", status=doctor.CheckStatus.WARN, evidence="e")
+    assert check.required and check.holds and check.to_json()["status"] == "warn"
+    assert {str(s) for s in doctor.CheckStatus} == {"pass", "warn", "fail", "unknown", "skipped", "info"}

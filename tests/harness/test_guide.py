@@ -118,6 +118,49 @@ SAMPLE_FILES = {
         selectors = ["integration"]
         any_selector = true
 
+        # harness doctor: the brief's handoff checklist, declared as harness/catalog.toml does
+        [[doctor.checks]]
+        kind = "package"
+        module = "torch"
+        minimum = "2.2"
+        title = "PyTorch >= 2.2 importable (POLICY-001)"
+
+        [[doctor.checks]]
+        kind = "package"
+        module = "lightning"
+
+        [[doctor.checks]]
+        kind = "dataset"
+        locate = "ptycho.simulate:canonical_path"
+        generate = "ptycho.simulate:ensure_canonical_dataset"
+        keys = [["diffraction", "diff3d"], ["probeGuess"], ["xcoords"], ["ycoords"]]
+
+        [[doctor.checks]]
+        kind = "selector_passes"
+        selector = "integration"
+        limit = "critical"
+
+        [[doctor.checks]]
+        kind = "selector_passes"
+        selector = "backend_selection"
+        limit = "warning"
+
+        [[doctor.checks]]
+        kind = "selector_runs"
+        id = "config_001"
+        selector = "config_sync"
+        title = "CONFIG-001: the config is synced before the backend is chosen"
+        fix = "call update_config before choosing the backend"
+
+        [[doctor.checks]]
+        kind = "guardrails"
+        selector = "integration"
+        triggers = ["RT-001", "RT-002", "RT-003", "FAIL-001", "FAIL-002", "POLICY-001", "CONFIG-001"]
+
+        [[doctor.checks]]
+        kind = "cpu_only"
+        selectors = ["integration"]
+
         [retention]
         regression_evidence_days = 90
         delivery_log_days = 90
@@ -373,6 +416,21 @@ def test_the_webhook_got_signed_messages_and_no_silenced_one(guide_run):
     assert "HarnessTestAlert" in names                  # harness alerts test
     assert names.count("STITCH-001") == 1               # fired once; silenced afterwards
     assert SECRET not in json.dumps(bodies)
+
+
+@pytest.mark.slow  # the whole guide runs once, about 30-60 s on 2 busy cores
+def test_another_project_was_monitored_in_its_own_environment(guide_run):
+    """"Monitoring another project": its pytest ran in its own venv, which has no harness in it."""
+    calc = guide_run["root"].parent / "calc"
+    history = sqlite3.connect(calc / "reports" / "history.sqlite")
+    assert history.execute("SELECT cadence, gate_passed FROM runs").fetchall() == [("pr", 1)]
+    assert history.execute("SELECT state, passed FROM selector_results").fetchall() == [("passed", 2)]
+    run_dir = next(p for p in (calc / "reports").iterdir() if re.match(r"^\d{8}T\d{6}Z-pr$", p.name))
+    recorded = json.loads((run_dir / "selectors" / "unit" / "pytest.json").read_text())["environment"]
+    assert Path(recorded["executable"]).parent == calc / ".env" / "bin"
+    done = subprocess.run([calc / ".env" / "bin" / "python", "-c", "import harness"], capture_output=True, text=True,
+                          cwd=calc, check=False, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    assert done.returncode != 0 and "No module named 'harness'" in done.stderr
 
 
 if __name__ == "__main__":  # build the sample project to try the guide by hand
