@@ -1,4 +1,4 @@
-"""``harness evaluate``: apply the rules to a pytest-json-report produced elsewhere."""
+"""``harness evaluate``: apply the rules to a test report produced elsewhere (pytest-json-report or JUnit XML)."""
 
 from __future__ import annotations
 
@@ -21,12 +21,16 @@ from harness.commands.common import (
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "evaluate",
-        help="apply the trigger rules to a pytest JSON report produced elsewhere",
-        description="Classify a pytest-json-report file as the selector NAME of the catalog and print the "
-        "triggers it fires. History is read (for RT-002 and baselines) but never written.",
+        help="apply the trigger rules to a pytest JSON report or JUnit XML produced elsewhere",
+        description="Classify a pytest-json-report file or a JUnit XML file (told apart by content) as the selector "
+        "NAME of the catalog and print the triggers it fires. JUnit carries less (no collected count, no stage "
+        "durations; artifacts and figures only through <properties>): the output says what was not evaluated. "
+        "History is read (for RT-002 and baselines) but never written.",
         epilog="Exit codes: 0 no trigger at or above --fail-on; 1 some; 2 usage, configuration or report error.",
     )
-    parser.add_argument("report", type=Path, metavar="REPORT.json", help="a pytest-json-report file")
+    parser.add_argument("report", type=Path, metavar="REPORT", help="a pytest-json-report file or a JUnit XML file")
+    parser.add_argument("--format", choices=("auto", "junit", "pytest-json"), default="auto",
+                        help="the report's format (default: auto, from the content)")
     parser.add_argument("--selector", required=True, metavar="NAME", help="the catalog selector the report belongs to")
     parser.add_argument("--runtime", type=non_negative_float, metavar="S",
                         help="wall time of that run in seconds (default: the report's own duration)")
@@ -43,13 +47,17 @@ def handle(args: argparse.Namespace) -> int:
     from harness import environment
     from harness.evaluation import EvaluationContext, NoHistory, blocking, evaluate_selector, prepare, sort_alerts
     from harness.history import HistoryStore
-    from harness.pytest_report import classify, load_report
+    from harness.junit_report import load_any
+    from harness.pytest_report import classify
     from harness.report_model import SelectorResult
 
     catalog = load_catalog(args)
     rules = load_rules(args, catalog)
     selector = catalog.selector(args.selector)
-    report = load_report(args.report)
+    report, fmt, junit = load_any(args.report, args.format)
+    if junit is not None and not junit.has_properties:
+        # Nothing recorded artifacts or figures: checking for them would report their absence as a fault.
+        selector = selector.model_copy(update={"artifacts": None, "figures": ()})
     parsed = classify(report, args.exit_code)
     result = SelectorResult(
         name=selector.name, title=selector.title, owner=selector.owner, argv=[], env=dict(selector.env),
@@ -60,6 +68,9 @@ def handle(args: argparse.Namespace) -> int:
     path = history_path(args)
     store = HistoryStore.open(path, create=False) if path is not None and path.exists() else None
     notes = [] if store is not None else ["no history database: RT-002 and calibrated baselines not consulted"]
+    lacks = list(junit.lacks) if junit is not None else []
+    if junit is not None and args.exit_code is None:
+        lacks.append("JUnit XML has no process exit code (pass --exit-code N if known)")
     try:
         ctx = EvaluationContext(rules=rules, history=store or NoHistory(), host_key=environment.host_info().host_key,
                                 thresholds_mode=None if args.thresholds == "catalog" else args.thresholds)
@@ -73,7 +84,7 @@ def handle(args: argparse.Namespace) -> int:
     notes += ctx.notes
     if args.json:
         print_json({
-            "selector": selector.name, "state": result.state.value, "reason": result.reason,
+            "selector": selector.name, "format": fmt, "lacks": lacks, "state": result.state.value, "reason": result.reason,
             "runtime_s": result.runtime_s, "runtime_measure": result.runtime_measure, "thresholds": result.thresholds,
             "counts": result.counts.model_dump(), "artifacts": [a.model_dump() for a in result.artifacts],
             "alerts": [a.model_dump() for a in alerts], "blocking": [a.fingerprint for a in blockers],
@@ -86,6 +97,8 @@ def handle(args: argparse.Namespace) -> int:
             print(f"  {alert.severity.upper():<8} {alert.trigger:<11} {alert.summary}")
         for note in notes:
             print(f"  note: {note}")
+        for gap in lacks:
+            print(f"  not evaluated: {gap}")
         if not alerts:
             print("  no trigger fired")
     return 1 if blockers else 0
