@@ -276,6 +276,17 @@ def comment_body(report: RunReport, target: GitHubTarget, changes: Changes | Non
     else:
         lines.append("No trigger fired.")
     lines.append("")
+    skipping = [r for r in report.selectors if r.skips]
+    if skipping:
+        # A skip is never good news: say what did not run and why, grouped and counted.
+        lines.append("**Skipped tests**")
+        lines.append("")
+        for r in skipping:
+            did_not_run = " — did not run" + (" (expected here)" if r.skip_expected else "") if r.state == "did_not_run" else ""
+            reasons = "; ".join(f"{g.count} × {_md(g.reason, 150)}" for g in r.skips[:5])
+            more = f"; {len(r.skips) - 5} more reasons" if len(r.skips) > 5 else ""
+            lines.append(f"- `{r.name}`{did_not_run}: {reasons}{more}")
+        lines.append("")
     if changes is not None:
         lines.append(f"**Since {_md(changes.against, 300)}**")
         lines.append("")

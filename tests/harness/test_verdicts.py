@@ -55,6 +55,14 @@ def test_an_all_skipped_mandated_selector_fails_the_gate_with_its_skip_reason(tm
     assert "did not run — 1 skipped — CUDA GPU required" in summary
     assert "| `integration` (did not run) | 1 | CUDA GPU required |" in summary
     assert "CUDA GPU required" in (result.run_dirs[-1] / "summary.html").read_text()
+    # The pull-request comment and the check run say it too.
+    from harness.github_publish import GitHubTarget, check_text, comment_body
+    from harness.report_model import RunReport
+
+    report = RunReport.model_validate_json((result.run_dirs[-1] / "report.json").read_text())
+    comment = comment_body(report, GitHubTarget("http://127.0.0.1:9", "o/r", "a" * 40, pr_number=1), None)
+    assert "- `integration` — did not run: 1 × CUDA GPU required" in comment
+    assert "did_not_run — 1 skipped — CUDA GPU required" in check_text(report)
 
 
 @pytest.mark.parametrize("fields", [
