@@ -496,7 +496,8 @@ def advice(run: SelectorRun, selector: Selector, test_failed: str | None = None)
                 f"exist (pytest --collect-only -q {args}) and correct the catalog")
     if state == "collection_error":
         return f"a test module does not import ({run.first_failure or run.reason}): fix that import or its dependency"
-    if state in ("timeout", "report_missing", "interrupted", "internal_error"):
+    if state in ("timeout", "report_missing", "report_invalid", "truncated", "interrupted", "internal_error",
+                 "warnings_exceeded"):
         return (f"its pytest process did not finish normally: read {run.logs or 'the run directory`s stdout.log'}, "
                 f"then harness reproduce --selector {name}")
     if state in ("skipped", "did_not_run", "not_run"):
