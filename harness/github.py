@@ -11,6 +11,7 @@ Owned by the workflows issue (8); the run flow calls ``publish(report, run_dir)`
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -71,6 +72,18 @@ def append_step_summary(summary_path: Path, markdown: str, run_name: str, artifa
     with open(summary_path, "ab") as handle:
         handle.write(data)
     return len(data)
+
+
+_RUN_DIRECTORY_LINK = re.compile(r"\[([^\]\n]*)\]\((images/[^)\s]+)\)")
+
+
+def artifact_links(markdown: str, artifact_url: str | None) -> str:
+    """summary.md's links into the run directory (``images/...``) for the job summary, where a
+    relative link leads nowhere: to the run's artifacts instead, the path kept as the link title."""
+    if artifact_url:
+        return _RUN_DIRECTORY_LINK.sub(
+            lambda m: f'[{m.group(1)}]({artifact_url} "{m.group(2)} in the run directory artifact")', markdown)
+    return _RUN_DIRECTORY_LINK.sub(lambda m: f"{m.group(1)} (`{m.group(2)}`)", markdown)
 
 
 def _escape(text: str) -> str:
@@ -151,8 +164,8 @@ def publish(
     summary_md = directory / "summary.md"
     if summary_file and summary_md.exists():
         try:
-            append_step_summary(Path(summary_file), summary_md.read_text(encoding="utf-8"), directory.name,
-                                run_page_url(env))
+            markdown = artifact_links(summary_md.read_text(encoding="utf-8"), run_page_url(env))
+            append_step_summary(Path(summary_file), markdown, directory.name, run_page_url(env))
         except OSError as exc:
             print(f"harness: cannot write the job summary to {summary_file}: {exc.strerror or exc}", file=sys.stderr)
     for line in annotations(report):

@@ -140,3 +140,21 @@ def test_summary_shows_the_images_in_chromium(two_runs: tuple[Path, Path, Path],
     magenta = int(((rgb[..., 0] > 225) & (rgb[..., 1] < 40) & (rgb[..., 2] > 225)).sum())
     # four pictures drawn (about 240x224 + 64x60 each, half of it magenta): a broken image draws none
     assert magenta > 40_000, magenta
+
+
+def test_the_job_summary_links_the_images_to_the_run_artifact(two_runs: tuple[Path, Path, Path],
+                                                              tmp_path: Path) -> None:
+    """A relative link leads nowhere in GitHub's job summary: there it points at the run's artifacts."""
+    import io
+
+    from harness import github
+
+    _, _, second = two_runs
+    step_summary = tmp_path / "step-summary.md"
+    env = {"GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(step_summary), "GITHUB_SERVER_URL": "https://github.example",
+           "GITHUB_REPOSITORY": "lab/ptycho", "GITHUB_RUN_ID": "4242"}
+    assert github.publish(None, second, env=env, out=io.StringIO())
+    text = step_summary.read_text()
+    assert ('[amplitude](https://github.example/lab/ptycho/actions/runs/4242#artifacts '
+            '"images/integration/amplitude.png in the run directory artifact")') in text
+    assert "](images/" not in text
