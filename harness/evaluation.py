@@ -345,6 +345,17 @@ def _figure_alerts(trigger: Trigger, selector: Selector, result: SelectorResult,
 
 def thresholds_for(selector: Selector, ctx: EvaluationContext) -> Thresholds:
     calibrated = ctx.history.baseline(selector.name, ctx.host_key, "runtime")
+    if ctx.thresholds_mode is None and selector.runtime.mode == "absolute" and calibrated is None:
+        # Host-relative by default once the host has enough runs (harness/thresholds.py).
+        from harness.thresholds import HOST_MIN_RUNS, HOST_WINDOW, host_thresholds
+
+        recent = ctx.history.recent_runtimes(selector.name, ctx.host_key, HOST_WINDOW)
+        found = host_thresholds(selector.runtime, recent)
+        if found is not None:
+            return found
+        if getattr(ctx.history, "db", None) is not None:
+            ctx.notes.append(f"{selector.name}: runtime thresholds follow this host after {HOST_MIN_RUNS} runs here "
+                             f"({len(recent)} of {HOST_MIN_RUNS} runs so far); the catalog's absolute thresholds apply")
     return resolve_thresholds(selector.runtime, calibrated, ctx.thresholds_mode)  # type: ignore[arg-type]
 
 

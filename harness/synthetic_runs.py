@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from harness.catalog import Selector
-from harness.evaluation import EvaluationContext, evaluate_selector, sort_alerts
+from harness.evaluation import EvaluationContext, evaluate_selector, prepare, sort_alerts
 from harness.history import HistoryStore
 from harness.report_model import (
     Counts,
-    FigureValue,
     Gate,
     GitInfo,
     HostInfo,
@@ -44,9 +44,9 @@ class SyntheticRun:
     host_key: str = "bench-host"
 
 
-def selector(name: str = "integration", figures: tuple[dict, ...] = ()) -> Selector:
+def selector(name: str = "integration", figures: tuple[dict, ...] = (), runtime: dict | None = None) -> Selector:
     return Selector.model_validate({"name": name, "title": name, "args": ["tests"], "owner": "TEST-PYTORCH-001",
-                                    "figures": list(figures)})
+                                    "figures": list(figures), "runtime": runtime or {}})
 
 
 def result_for(sel: Selector, run: SyntheticRun) -> SelectorResult:
@@ -56,23 +56,27 @@ def result_for(sel: Selector, run: SyntheticRun) -> SelectorResult:
                         message=message, user_properties={})
              for nodeid, (outcome, call, message) in measured.items()]
     figure_node = f"tests/{sel.name}.py::test_quality"
+    if run.figures:  # recorded with record_property, as the quality selector does
+        tests.append(TestRecord(nodeid=figure_node, outcome="passed", durations=StageTimes(setup=0.0, call=0.0, teardown=0.0),
+                                user_properties=dict(run.figures)))
     failed = sum(t.outcome in ("failed", "error") for t in tests)
     result = SelectorResult(
         name=sel.name, title=sel.title, owner=sel.owner, argv=[], env={},
         state=SelectorState.FAILED if failed else SelectorState.PASSED, wall_s=run.runtime_s,
         runtime_s=run.runtime_s, runtime_measure="wall", tests=tests,
         counts=Counts(total=len(tests), passed=len(tests) - failed, failed=failed),
-        figures=[FigureValue(name=name, nodeid=figure_node, value=value) for name, value in run.figures.items()],
     )
     if run.cpu_s is not None and "cpu_s" in SelectorResult.model_fields:  # where the runner measures it
         result.cpu_s = run.cpu_s  # type: ignore[attr-defined]
     return result
 
 
-def record(store: HistoryStore, rules: RuleSet, sel: Selector, run: SyntheticRun, index: int) -> RunReport:
+def record(store: HistoryStore, rules: RuleSet, sel: Selector, run: SyntheticRun, index: int,
+           thresholds_mode: str | None = None) -> RunReport:
     """Judge ``run`` against the history so far, record it, and return its report (alerts, resolved)."""
     result = result_for(sel, run)
-    ctx = EvaluationContext(rules=rules, history=store, host_key=run.host_key)
+    ctx = EvaluationContext(rules=rules, history=store, host_key=run.host_key, thresholds_mode=thresholds_mode)
+    prepare(result, sel, ctx, Path("."))  # runtime, thresholds and figures, as harness run does
     alerts = sort_alerts(evaluate_selector(result, sel, ctx))
     started = (EPOCH + timedelta(hours=index)).isoformat().replace("+00:00", "Z")
     report = RunReport(

@@ -197,3 +197,38 @@ def test_a_test_that_failed_and_passed_on_one_commit_is_flaky(store):
     reports = [record(store, rules, sel, SyntheticRun(runtime_s=20.0, sha=sha(i // 2), tests=tests(i)), i) for i in range(15)]
     alert = fired(reports[14], "FLAKY-002")[0]  # runs 12 (failed) and 13 (passed) were both on commit 6
     assert alert.evidence["same_commit"] == sha(6)[:7]
+
+
+# -- runtime thresholds that follow the host ---------------------------------------------------
+
+BRIEF_RUNTIME = {"baseline_s": 35.92, "critical_s": 90, "warning_s": 60, "suspicious_below_s": 20}
+
+
+def drive_rt(store, runtimes, start=0):
+    rules = load_rules(RULES)
+    sel = selector(runtime=BRIEF_RUNTIME)
+    return [record(store, rules, sel, SyntheticRun(runtime_s=float(v), sha=sha(start + i)), start + i)
+            for i, v in enumerate(runtimes)]
+
+
+def test_a_host_whose_history_says_15_s_is_normal_stops_raising_rt_003(store):
+    reports = drive_rt(store, [15.0] * 13)
+    fast = [bool(fired(r, "RT-003")) for r in reports]
+    assert fast == [True] * 10 + [False] * 3  # absolute floor until 10 runs here, then the host's own
+    assert any("(4 of 10 runs so far)" in note for note in reports[4].notes)
+    assert reports[12].selectors[0].thresholds["mode"] == "host"
+    assert reports[12].selectors[0].thresholds["suspicious_below_s"] == pytest.approx(15 * 0.55)
+
+
+def test_host_thresholds_catch_a_slowdown_the_absolute_ones_miss_and_keep_the_ceiling(store):
+    reports = drive_rt(store, [22.5] * 10 + [59.0])
+    assert [a.trigger for a in reports[-1].alerts if a.trigger.startswith("RT-00") and a.trigger != "RT-004"] == ["RT-001"]
+    assert reports[-1].selectors[0].thresholds["critical_s"] == pytest.approx(56.25)
+
+
+def test_the_absolute_limits_stay_a_ceiling_on_a_slow_host(tmp_path):
+    with HistoryStore.open(tmp_path / "slow.sqlite") as slow:
+        reports = drive_rt(slow, [50.0] * 10 + [95.0])
+    thresholds = reports[-1].selectors[0].thresholds
+    assert thresholds["critical_s"] == 90 and thresholds["warning_s"] == 60
+    assert fired(reports[-1], "RT-001")
