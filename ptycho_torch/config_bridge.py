@@ -38,11 +38,13 @@ __all__ = [
 
 GROUPS = ("model_config", "data_config", "training_config", "inference_config")
 
-# A client's settings with one supported value (CLIENT_*_SETTINGS) are not stored: nothing to restore.
-MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig) if f.name not in CLIENT_MODEL_SETTINGS)
+MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig))
 # TrainingConfig fields split into what describes the data and what describes the optimisation.
 DATA_FIELDS = ("train_data_file", "test_data_file", "n_groups", "neighbor_count", "subsample_seed", "nphotons")
-TRAINING_FIELDS = ("batch_size", "nepochs", "learning_rate", "nll_weight", "mae_weight", "output_dir", "backend")
+TRAINING_FIELDS = (
+    "batch_size", "nepochs", "learning_rate", "nll_weight", "mae_weight", "output_dir", "backend",
+    *sorted(CLIENT_TRAINING_SETTINGS),
+)
 INFERENCE_FIELDS = tuple(f.name for f in dataclasses.fields(InferenceConfig) if f.name != "model")
 # Settings of the torch backend alone (no TensorFlow counterpart), stored in training_config.
 TORCH_ONLY_DEFAULTS: dict[str, Any] = {"seed": 42}
@@ -51,7 +53,7 @@ DERIVED_DATA_KEYS = ("N", "gridsize", "channels")
 
 _PATH_FIELDS = {"train_data_file", "test_data_file", "output_dir", "model_path"}
 
-assert set(DATA_FIELDS) | set(TRAINING_FIELDS) == {f.name for f in dataclasses.fields(TrainingConfig)} - {"model"} - CLIENT_TRAINING_SETTINGS
+assert set(DATA_FIELDS) | set(TRAINING_FIELDS) == {f.name for f in dataclasses.fields(TrainingConfig)} - {"model"}
 
 
 class HyperparameterError(ValueError):
@@ -96,7 +98,12 @@ def to_hyperparameters(
     return {"model_config": model, "data_config": data, "training_config": train, "inference_config": infer}
 
 
-def _group(hparams: dict[str, Any], group: str, fields: tuple[str, ...], extra: tuple[str, ...] = ()) -> dict[str, Any]:
+def _group(
+    hparams: dict[str, Any], group: str, fields: tuple[str, ...], extra: tuple[str, ...] = (),
+    optional: frozenset[str] = frozenset(),
+) -> dict[str, Any]:
+    """The ``fields`` of one group. ``optional`` fields (added for ptychodus, one supported value
+    each, docs/ptychodus.md) may be missing: a checkpoint written before them loads with defaults."""
     if not isinstance(hparams, dict):
         raise HyperparameterError(f"hyper_parameters: expected a dict of {', '.join(GROUPS)}, got {type(hparams).__name__}")
     if group not in hparams:
@@ -104,13 +111,13 @@ def _group(hparams: dict[str, Any], group: str, fields: tuple[str, ...], extra: 
     values = hparams[group]
     if not isinstance(values, dict):
         raise HyperparameterError(f"{group}: expected a dict, got {type(values).__name__}")
-    missing = [k for k in fields if k not in values]
+    missing = [k for k in fields if k not in values and k not in optional]
     if missing:
         raise HyperparameterError(f"{group}: missing field(s) {', '.join(missing)}")
     unknown = sorted(set(values) - set(fields) - set(extra))
     if unknown:
         raise HyperparameterError(f"{group}: unknown field(s) {', '.join(unknown)}; known: {', '.join(fields + extra)}")
-    return {k: values[k] for k in fields}
+    return {k: values[k] for k in fields if k in values}
 
 
 def _build(cls: type, group: str, kwargs: dict[str, Any]) -> Any:
@@ -122,7 +129,7 @@ def _build(cls: type, group: str, kwargs: dict[str, Any]) -> Any:
 
 def model_config_from(hparams: dict[str, Any]) -> ModelConfig:
     """The :class:`ModelConfig` of a hyperparameter dict."""
-    model = _build(ModelConfig, "model_config", _group(hparams, "model_config", MODEL_FIELDS))
+    model = _build(ModelConfig, "model_config", _group(hparams, "model_config", MODEL_FIELDS, optional=CLIENT_MODEL_SETTINGS))
     data = hparams.get("data_config") or {}
     for key in DERIVED_DATA_KEYS:
         if key in data and data[key] != getattr(model, key):
@@ -136,7 +143,7 @@ def training_config_from(hparams: dict[str, Any]) -> TrainingConfig:
     """The :class:`TrainingConfig` of a hyperparameter dict (inverse of :func:`to_hyperparameters`)."""
     model = model_config_from(hparams)
     kwargs = _group(hparams, "data_config", DATA_FIELDS, DERIVED_DATA_KEYS)
-    kwargs.update(_group(hparams, "training_config", TRAINING_FIELDS, tuple(TORCH_ONLY_DEFAULTS)))
+    kwargs.update(_group(hparams, "training_config", TRAINING_FIELDS, tuple(TORCH_ONLY_DEFAULTS), CLIENT_TRAINING_SETTINGS))
     return _build(TrainingConfig, "training_config", {"model": model, **kwargs})
 
 

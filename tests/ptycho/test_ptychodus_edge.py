@@ -242,3 +242,19 @@ def test_model_manager_save_needs_a_model(monkeypatch, tmp_path):
     with pytest.raises(RuntimeError, match="no model trained or loaded in this process"):
         model_manager.save(tmp_path)
     assert not any(tmp_path.iterdir())
+
+
+def test_torch_hyperparameters_carry_the_client_fields_and_older_checkpoints_still_load():
+    pytest.importorskip("torch", reason="POLICY-001: torch is not installed")
+    from ptycho_torch import config_bridge as bridge
+
+    training = ptychodus_training_config(model=ptychodus_model_config(N=64), intensity_scale_trainable=False)
+    h = bridge.to_hyperparameters(training)
+    assert h["training_config"]["realspace_weight"] == 0.0 and h["model_config"]["gaussian_smoothing_sigma"] == 0.0
+    assert bridge.training_config_from(h) == training
+    for group, key in (("model_config", "gaussian_smoothing_sigma"), ("training_config", "probe_trainable")):
+        del h[group][key]  # a checkpoint written before the field existed
+    assert bridge.training_config_from(h) == training
+    del h["model_config"]["gridsize"]
+    with pytest.raises(bridge.HyperparameterError, match="model_config: missing field.s. gridsize"):
+        bridge.training_config_from(h)
