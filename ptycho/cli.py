@@ -261,7 +261,7 @@ def _run_command(prog: str, argv: list[str] | None, parser: Callable[[], argpars
         except UsageError as exc:  # POLICY-001: torch is not installed
             print(f"{prog}: error: {exc}", file=sys.stderr)
             return 2
-        return torch_main(rest)
+        return torch_main(rest, prog=prog)  # errors name the command the user typed
     argv_full = ["--backend", backend, *rest]
     args = parse(parser(), argv_full) if parse else parser().parse_args(argv_full)
     return finish(prog, lambda: run_tensorflow(args), lambda summary: line(summary, args), as_json=args.json)

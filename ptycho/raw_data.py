@@ -92,26 +92,16 @@ def canonical_diffraction(
 
 
 def npz_headers(path: Path | str) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-    """Shapes and dtypes of every array in an NPZ, read from the .npy headers alone (no data)."""
+    """Shapes and dtypes of every array in an NPZ, read from the .npy headers alone (no data),
+    checked against the file and the memory budget (:mod:`ptycho.npz_limits`)."""
+    from ptycho.npz_limits import check_npz
+
     path = Path(path)
-    headers: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
-    try:
-        with zipfile.ZipFile(path) as archive:
-            for name in archive.namelist():
-                if not name.endswith(".npy"):
-                    continue
-                with archive.open(name) as member:
-                    version = npy_format.read_magic(member)
-                    if version == (1, 0):
-                        shape, _fortran, dtype = npy_format.read_array_header_1_0(member)
-                    else:
-                        shape, _fortran, dtype = npy_format.read_array_header_2_0(member)
-                headers[name[: -len(".npy")]] = (tuple(shape), np.dtype(dtype))
-    except FileNotFoundError:
-        raise DataContractError(path, None, "an existing NPZ file", "no such file") from None
-    except (zipfile.BadZipFile, ValueError, OSError) as exc:
-        raise DataContractError(path, None, "an NPZ (zip) archive", f"unreadable file ({exc})") from None
-    return headers
+    if not path.exists():
+        raise DataContractError(path, None, "an existing NPZ file", "no such file")
+    if path.is_dir():
+        raise DataContractError(path, None, "an NPZ file", "a directory")
+    return check_npz(path)
 
 
 def diffraction_shape(path: Path | str) -> tuple[int, int, int]:
@@ -126,6 +116,8 @@ def diffraction_shape(path: Path | str) -> tuple[int, int, int]:
     n_positions = headers["xcoords"][0][0] if "xcoords" in headers and len(headers["xcoords"][0]) == 1 else None
     if detect_diffraction_layout(shape, n_positions) == "legacy":
         shape = (shape[2], shape[0], shape[1])
+    if shape[1] != shape[2]:
+        raise DataContractError(path, key, "square patterns (n, N, N) or legacy (N, N, n)", f"shape {shape}")
     return shape  # type: ignore[return-value]
 
 
@@ -228,6 +220,9 @@ class RawData:
             raise DataContractError(path, None, "an NPZ file", "a directory")
         if path.stat().st_size == 0:
             raise DataContractError(path, None, "an NPZ (zip) archive", "an empty file")
+        from ptycho.npz_limits import check_npz  # sizes and shapes bounded before np.load allocates them
+
+        check_npz(path)
         try:
             archive = np.load(path, allow_pickle=False)
         except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:

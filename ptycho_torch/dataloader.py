@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ptycho.npz_limits import check_npz
 from ptycho.raw_data import DIFFRACTION_KEYS, DataContractError, GroupedData, canonical_diffraction
 from ptycho.raw_data import npz_headers as _npz_headers
 
@@ -23,7 +24,7 @@ def npz_headers(path: Path | str) -> dict[str, tuple[tuple[int, ...], np.dtype]]
 def _get_diffraction_stack(path: Path | str) -> np.ndarray:
     """The diffraction stack of ``path`` as canonical (n, H, W) float32, legacy layouts transposed."""
     path = Path(path)
-    headers = _npz_headers(path)
+    headers = check_npz(path)  # bounded: np.load below allocates what the headers declare
     key = next((k for k in DIFFRACTION_KEYS if k in headers), None)
     if key is None:
         raise DataContractError(path, "diffraction", "a diffraction stack ('diffraction' or legacy 'diff3d')", f"keys {sorted(headers)}")

@@ -222,9 +222,9 @@ def reconstruct(
 # --------------------------------------------------------------------------- CLI
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(prog: str = "python -m ptycho_torch.inference") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m ptycho_torch.inference",
+        prog=prog,
         description="Reconstruct an object with a trained PyTorch PtychoPINN model.",
         epilog="Exit codes: 0 success, 2 a usage or input error (one line on stderr), 1 an internal error.",
     )
@@ -299,14 +299,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                    paths=paths, timings=timings)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    """``prog``: the command the user typed (``ptycho-infer`` when it handed over), for errors."""
+    parser = _parser(prog) if prog else _parser()
+    args = parser.parse_args(argv)
 
     def work() -> dict[str, Any]:
         _check_args(args)
         return run(args)
 
-    return finish("ptycho_torch.inference", work, lambda summary: inference_line(summary, args.output_dir),
+    return finish(parser.prog, work, lambda summary: inference_line(summary, args.output_dir),
                   as_json=args.json)
 
 

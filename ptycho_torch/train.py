@@ -26,9 +26,9 @@ from ptycho.run_summary import finish, train_line  # noqa: E402
 __all__ = ["main", "build_configs"]
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(prog: str = "python -m ptycho_torch.train") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m ptycho_torch.train",
+        prog=prog,
         description="Train a PyTorch Lightning PtychoPINN model on a ptychography NPZ scan.",
         epilog="Exit codes: 0 success, 2 a usage or input error (one line on stderr), 1 an internal error.",
     )
@@ -165,17 +165,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    """``prog``: the command the user typed (``ptycho-train`` when it handed over), for errors."""
     from ptycho.cli_arguments import parse_training_args
 
-    args = parse_training_args(_parser(), argv)
+    parser = _parser(prog) if prog else _parser()
+    args = parse_training_args(parser, argv)
 
     def work() -> dict[str, Any] | None:
         _preflight(args)
         summary = run(args)
         return summary if summary.pop("is_global_zero") else None  # only rank zero reports
 
-    return finish("ptycho_torch.train", work, train_line, as_json=args.json)
+    return finish(parser.prog, work, train_line, as_json=args.json)
 
 
 if __name__ == "__main__":
