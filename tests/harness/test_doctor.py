@@ -492,3 +492,30 @@ def test_checks_take_keywords_and_one_status_enum():
     check = doctor.Check(id="history", title="t", status=doctor.CheckStatus.WARN, evidence="e")
     assert check.required and check.holds and check.to_json()["status"] == "warn"
     assert {str(s) for s in doctor.CheckStatus} == {"pass", "warn", "fail", "unknown", "skipped", "info"}
+
+
+@pytest.mark.parametrize("allow_skip, gate_exit, status", [(False, 1, "fail"), (True, 0, "warn")])
+def test_a_selector_whose_tests_all_skipped_reads_as_the_gate_read_it(project, tmp_path, monkeypatch,
+                                                                      allow_skip, gate_exit, status):
+    """The integration selector ran, but every test skipped: the gate fails it (HARNESS-002) unless
+    the catalog expects the skip; doctor, reading that run, says the same."""
+    text = project["catalog"].read_text().replace('root = "."', f'root = "{project["root"]}"')
+    text = text.replace('args = ["tests/test_integration.py::test_run_pytorch_train_save_load_infer"]',
+                        'args = ["tests/test_backend.py::test_pytorch_unavailable_raises_runtime_error"]'
+                        + ("\nallow_skip = true" if allow_skip else ""))
+    catalog = tmp_path / "catalog.toml"
+    catalog.write_text(text)
+    reports = tmp_path / "reports"
+    for name in [k for k in os.environ if k.startswith(("HARNESS_", "TINY_", "GITHUB_"))]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("HARNESS_HOST", "doctor-host")
+    monkeypatch.setenv("HARNESS_NOTIFY", "off")
+    assert harness_main("run", "--cadence", "pr", "--catalog", str(catalog), "--reports-dir", str(reports),
+                        "--progress", "none") == gate_exit
+    check = by_id(doctor.diagnose(request(project, catalog_path=catalog, history=reports / "history.sqlite")))["integration"]
+    assert check.status == status, check.evidence
+    assert "no torch here" in check.evidence or "skipped" in check.evidence
+    if status == "fail":
+        assert "HARNESS-002" in check.evidence and "did not run" in check.fix
+    else:
+        assert "the gate let it through" in check.evidence
