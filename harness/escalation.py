@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -391,7 +392,20 @@ def _owner_of_trigger(rules: RuleSet, trigger: str, selector: Selector) -> str:
     return selector.owner if owner == "selector" else owner
 
 
+# An initiative becomes one folder under the plans root: a name, never a path (no "..", no "/").
+_INITIATIVE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._ -]*")
+
+
+def check_initiative(name: str, source: str) -> str:
+    """``name`` if it is a plain folder name; a usage error naming ``source`` otherwise."""
+    if not _INITIATIVE_NAME.fullmatch(name) or ".." in name:
+        raise HarnessError(f"{source} {name!r}: expected an initiative name (letters, digits, '.', '_', '-', ' '; "
+                           "one folder under plans/active/), not a path")
+    return name
+
+
 def _free_final(plans_root: Path, initiative: str, stamp: str) -> tuple[Path, str]:
+    check_initiative(initiative, "initiative")
     for attempt in range(1, 1000):
         name = stamp if attempt == 1 else f"{stamp}-{attempt}"
         final = plans_root / initiative / "reports" / name / "escalation"
@@ -403,10 +417,13 @@ def _free_final(plans_root: Path, initiative: str, stamp: str) -> tuple[Path, st
 def reproduce(request: ReproduceRequest) -> Reproduction:
     """Run the whole escalation workflow; returns what was written (exit code 1 = reproduced)."""
     catalog, selector = request.catalog, request.selector
+    if request.initiative is not None:
+        check_initiative(request.initiative, "--initiative")
     started = datetime.now(UTC)
     stamp = started.strftime(TIMESTAMP_FORMAT)
     # Built aside in an ignored folder (plans/active/*/reports/), renamed into place when complete.
-    staging_parent = request.plans_root / (owners_of(selector.owner) or [selector.owner])[0] / "reports"
+    staging_parent = request.plans_root / check_initiative((owners_of(selector.owner) or [selector.owner])[0],
+                                                           f"selector {selector.name}: owner") / "reports"
     created = [p for p in (staging_parent, *staging_parent.parents) if not p.exists()]  # deepest first
     staging_parent.mkdir(parents=True, exist_ok=True)
     staging = staging_parent / f".staging-{stamp}-{os.getpid()}"

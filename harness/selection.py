@@ -23,17 +23,40 @@ class Selection:
     not_required: dict[str, str] = field(default_factory=dict)
 
 
-def changed_files_from_git(root: Path, base: str) -> list[str]:
-    """Files changed between the merge base of ``base`` and HEAD (what a PR changes)."""
+def _git(root: Path, argv: list[str], what: str) -> subprocess.CompletedProcess:
     try:
-        done = subprocess.run(  # noqa: S603
-            ["git", "diff", "--name-only", f"{base}...HEAD"], cwd=root, capture_output=True, text=True, check=False, timeout=60
+        return subprocess.run(  # noqa: S603 - argv list; refs are passed after --end-of-options
+            ["git", *argv], cwd=root, capture_output=True, text=True, check=False, timeout=60
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise HarnessError(f"--base {base}: cannot run git: {exc}") from None
+        raise HarnessError(f"--base {what}: cannot run git: {exc}") from None
+
+
+def resolve_base(root: Path, base: str) -> str:
+    """The commit ``base`` names, as a full SHA; a usage error for anything else.
+
+    The ref reaches git only after ``--end-of-options`` (so ``--output=FILE`` is a ref name, not
+    an option), and a ref that names no commit stops the run: an empty list of changed files
+    would select nothing and pass the gate without running a test.
+    """
+    shown = repr(base)
+    if not base.strip() or base.startswith("-") or any(ord(c) < 32 for c in base):
+        raise HarnessError(f"--base {shown}: expected a git ref (branch, tag or commit), not an option or blank")
+    done = _git(root, ["rev-parse", "--verify", "--quiet", "--end-of-options", f"{base}^{{commit}}"], shown)
+    sha = done.stdout.strip()
+    if done.returncode != 0 or len(sha) < 40:
+        raise HarnessError(f"--base {shown}: names no commit in {root} (fetch it first, e.g. "
+                           f"`git fetch origin {base}`)")
+    return sha
+
+
+def changed_files_from_git(root: Path, base: str) -> list[str]:
+    """Files changed between the merge base of ``base`` and HEAD (what a PR changes)."""
+    sha = resolve_base(root, base)
+    done = _git(root, ["diff", "--name-only", "--end-of-options", f"{sha}...HEAD"], repr(base))
     if done.returncode != 0:
         detail = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"
-        raise HarnessError(f"--base {base}: git diff failed in {root}: {detail}")
+        raise HarnessError(f"--base {base!r}: git diff failed in {root}: {detail}")
     return [line.strip() for line in done.stdout.splitlines() if line.strip()]
 
 

@@ -174,4 +174,21 @@ def test_base_ref_uses_the_files_git_says_changed(calibrated):
     assert summary["selectors"]["integration"]["state"] == "not_run"
     assert skipped.report["run"]["changed_files"] == ["docs/notes.md"]
     bad = project.run("--base", "no-such-ref")
-    assert bad.returncode == 2 and "--base no-such-ref: git diff failed" in bad.stderr
+    assert bad.returncode == 2 and "--base 'no-such-ref': names no commit" in bad.stderr
+
+
+@pytest.mark.parametrize("base", ["--output=written-by-git.txt", "-", "HEAD~5", "HEAD:catalog.toml"])
+def test_an_unusable_base_is_a_usage_error_never_an_empty_selection_that_passes(tmp_path, base):
+    project = SampleProject(tmp_path)
+    project.write("tests/test_ok.py", "def test_ok(): pass\n")
+    project.catalog({"integration": {"args": ["tests/test_ok.py"], "paths": ["src/*"]}})
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.org"]
+    subprocess.run([*git, "init", "-q", "-b", "main"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "only commit"], cwd=tmp_path, check=True)
+    result = project.run(f"--base={base}", "--no-history")
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert f"--base {base!r}" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "written-by-git.txt").exists()
+    assert [p for p in project.reports.glob("*") if not p.name.startswith(".")] == []  # nothing ran

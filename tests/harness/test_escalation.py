@@ -185,12 +185,14 @@ def test_both_initiatives_get_a_ledger_entry_for_a_shared_trigger(project):
     (["--selector", "nope"], "no selector 'nope'"),
     (["--trigger", "NOPE-001"], "--trigger: 'NOPE-001' is not a trigger"),
     (["--trigger", "RT-001"], "no history database"),
+    (["--selector", "integration", "--initiative", "../../x"], "--initiative '../../x': expected an initiative name"),
+    (["--selector", "integration", "--initiative", "/tmp/x"], "--initiative '/tmp/x': expected an initiative name"),
 ])
 def test_user_mistakes_are_one_line_and_exit_2(project, args, message):
     done = _reproduce(project, *args)
     assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
-    assert not (project.root / "plans").exists()
+    assert not (project.root / "plans").exists() and not (project.root / "x").exists()
 
 
 def test_a_failure_while_documenting_leaves_no_directory_and_no_ledger_entry(project, tmp_path):
