@@ -305,6 +305,11 @@ class RawData:
         if isinstance(nsamples, bool) or not isinstance(nsamples, (int, np.integer)) or nsamples < 1:
             raise ValueError(f"nsamples: invalid value {nsamples!r}; expected an integer >= 1 (groups per scan position)")
         grid = int(params.get("gridsize") if gridsize is None else gridsize)
+        if grid > 1 and K < grid * grid:
+            raise ValueError(
+                f"K: {K} nearest neighbours cannot form groups of gridsize**2 = {grid * grid} patterns; "
+                f"expected K >= {grid * grid} (ptychodus: NumNearestNeighbors)"
+            )
         # One round per sample, each seeded differently: nsamples distinct groups per position.
         seeds = [seed] if grid == 1 or nsamples == 1 else [(seed or 0) + r for r in range(int(nsamples))]
         parts = [_group_and_normalise(self, self.N, grid, int(K), None, s) for s in seeds]

@@ -31,6 +31,7 @@ VALID_N: tuple[int, ...] = (32, 64, 128)
 # N = 0: "not known yet" (ptychodus builds its TrainingConfig before it has read the data); training
 # takes N from the data, and it may be assigned once after construction (``model.N = 64``).
 UNRESOLVED_N = 0
+DEFAULT_NEIGHBOR_COUNT = 4
 VALID_MODEL_TYPES: tuple[str, ...] = ("pinn",)
 # Accepted by name (ptychodus sets them) but not implemented: the value to pass, and why.
 UNSUPPORTED_MODEL_TYPES: dict[str, str] = {
@@ -205,7 +206,8 @@ class TrainingConfig:
     mae_weight: float = 0.0
     nphotons: float = 1e9
     n_groups: int | None = None
-    neighbor_count: int = 4
+    # None: max(4, gridsize**2), the fewest neighbours that can form a group (ptychodus cannot set it).
+    neighbor_count: int | None = None
     subsample_seed: int | None = None
     learning_rate: float = 1e-3
     output_dir: Path = Path("training_outputs")
@@ -239,6 +241,8 @@ class TrainingConfig:
         _check_positive("nphotons", self.nphotons)
         if self.n_groups is not None:
             _check_int("n_groups", self.n_groups, 1)
+        if self.neighbor_count is None:
+            object.__setattr__(self, "neighbor_count", max(DEFAULT_NEIGHBOR_COUNT, self.model.channels))
         _check_int("neighbor_count", self.neighbor_count, 1)
         if self.neighbor_count < self.model.channels:
             _fail(
@@ -284,7 +288,8 @@ class InferenceConfig:
     model_path: Path | None = None
     test_data_file: Path | None = None
     n_groups: int | None = None
-    neighbor_count: int = 4
+    # None: max(4, gridsize**2), the fewest neighbours that can form a group (ptychodus cannot set it).
+    neighbor_count: int | None = None
     output_dir: Path = Path("inference_outputs")
     backend: Backend = "tensorflow"
     debug: bool = False
@@ -298,6 +303,8 @@ class InferenceConfig:
         object.__setattr__(self, "output_dir", _as_path(self.output_dir, "output_dir", optional=False))
         if self.n_groups is not None:
             _check_int("n_groups", self.n_groups, 1)
+        if self.neighbor_count is None:
+            object.__setattr__(self, "neighbor_count", max(DEFAULT_NEIGHBOR_COUNT, self.model.channels))
         _check_int("neighbor_count", self.neighbor_count, 1)
         if self.neighbor_count < self.model.channels:
             _fail(

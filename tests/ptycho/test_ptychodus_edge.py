@@ -182,6 +182,16 @@ def test_generate_grouped_data_method_groups_with_the_given_gridsize():
         raw.generate_grouped_data(64)
     with pytest.raises(ValueError, match="^nsamples: invalid value 0"):
         raw.generate_grouped_data(N, nsamples=0)
+    with pytest.raises(ValueError, match=r"^K: 7 nearest neighbours cannot form groups of gridsize\*\*2 = 9"):
+        raw.generate_grouped_data(N, K=7, gridsize=3)
+
+
+def test_gridsize_beyond_two_gets_enough_neighbours_by_default():
+    # ptychodus's GridSize goes to 5 but it has no neighbour-count setting for training.
+    assert ptychodus_training_config(model=ptychodus_model_config(gridsize=3)).neighbor_count == 9
+    assert TrainingConfig().neighbor_count == 4
+    with pytest.raises(ValueError, match=r"^neighbor_count: invalid value 4; expected at least gridsize\*\*2 = 9"):
+        TrainingConfig(model=ModelConfig(gridsize=3), neighbor_count=4)
 
 
 # --------------------------------------------------------------------------- loader and probe
