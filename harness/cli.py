@@ -42,6 +42,7 @@ COMMAND_MODULES = (
     "harness.commands.metrics",  # OpenMetrics text of the current state
     "harness.commands.baseline",  # accept a new level for the change-point rules (who, why)
     "harness.commands.flaky",  # tests flaky across runs, from history
+    "harness.commands.quarantine",  # alerts/quarantine.yaml: add, list, remove
 )
 
 EXIT_USAGE = 2

@@ -441,6 +441,13 @@ def evaluate_selector(result: SelectorResult, selector: Selector, ctx: Evaluatio
             from harness.flaky import flaky_alerts
 
             alerts.extend(flaky_alerts(trigger, selector, result, ctx))
+        elif level == "quarantine":  # expired entries, release proposals (harness/quarantine.py)
+            from harness.quarantine import quarantine_alerts
+
+            alerts.extend(quarantine_alerts(trigger, selector, result, ctx))
+    from harness import quarantine
+
+    quarantine.apply(alerts, result, ctx.rules, ctx.notes)  # quarantined tests: reported, not blocking
     return alerts
 
 
@@ -464,7 +471,9 @@ def evaluate_run(results: list[SelectorResult], cadence: str, wall_s: float, bud
 def blocking(alerts: list[Alert], fail_on: str) -> list[Alert]:
     """Alerts at or above the gate's severity."""
     floor = SEVERITY_RANK[fail_on]
-    return [alert for alert in alerts if SEVERITY_RANK[alert.severity] >= floor]
+    # A quarantined test's alerts are reported but do not fail the gate (harness/quarantine.py).
+    return [alert for alert in alerts
+            if SEVERITY_RANK[alert.severity] >= floor and not alert.evidence.get("quarantined")]
 
 
 def sort_alerts(alerts: list[Alert]) -> list[Alert]:

@@ -151,6 +151,14 @@ class FlakyCondition(_Strict):
     same_commit: bool = True
 
 
+class QuarantineCondition(_Strict):
+    """An ``alerts/quarantine.yaml`` entry (harness/quarantine.py): ``expired`` (armed again) or
+    ``release`` (the test passed its last ``passes`` runs while quarantined)."""
+
+    state: Literal["expired", "release"]
+    passes: int = Field(default=10, ge=1)
+
+
 class When(_Strict):
     state: tuple[SelectorState, ...] = ()
     # Selector level, for a selector that did not run: whether the catalog expects that here.
@@ -168,6 +176,7 @@ class When(_Strict):
     budget: BudgetCondition | None = None
     shift: ShiftCondition | None = None
     flaky: FlakyCondition | None = None
+    quarantine: QuarantineCondition | None = None
 
     @property
     def level(self) -> Literal["test", "selector", "artifact", "figure", "run"]:
@@ -175,6 +184,8 @@ class When(_Strict):
             return "series"  # type: ignore[return-value]
         if self.flaky is not None:
             return "history"  # type: ignore[return-value]
+        if self.quarantine is not None:
+            return "quarantine"  # type: ignore[return-value]
         if self.budget is not None:
             return "run"
         if self.artifact is not None:
@@ -187,7 +198,7 @@ class When(_Strict):
 
     @model_validator(mode="after")
     def _coherent(self) -> When:
-        special = [name for name in ("budget", "artifact", "figure", "shift", "flaky") if getattr(self, name) is not None]
+        special = [name for name in ("budget", "artifact", "figure", "shift", "flaky", "quarantine") if getattr(self, name) is not None]
         if len(special) > 1:
             raise ValueError(f"{' and '.join(special)} cannot be combined in one trigger")
         test_level = bool(self.outcome or self.kind or self.stage or self.message or self.context or self.location)

@@ -232,3 +232,81 @@ def test_the_absolute_limits_stay_a_ceiling_on_a_slow_host(tmp_path):
     thresholds = reports[-1].selectors[0].thresholds
     assert thresholds["critical_s"] == 90 and thresholds["warning_s"] == 60
     assert fired(reports[-1], "RT-001")
+
+
+# -- quarantine -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def quarantined_rules(tmp_path):
+    """The shipped rules beside a quarantine file (the engine reads alerts/quarantine.yaml there)."""
+    from harness import quarantine
+
+    rules_file = tmp_path / "alerts" / "rules.yaml"
+    rules_file.parent.mkdir()
+    rules_file.write_text(RULES.read_text())
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_q.py").write_text("def test_flaky():\n    pass\n\ndef test_other():\n    pass\n")
+    quarantine.add(rules_file.parent / "quarantine.yaml", "tests/test_q.py::test_flaky", "bob", "flaky, issue 12",
+                   "2026-12-31", tmp_path, on=quarantine.date(2026, 12, 1))
+    return rules_file
+
+
+def test_a_quarantined_failure_is_reported_and_counted_but_does_not_fail_the_gate(store, quarantined_rules, monkeypatch):
+    from harness import quarantine
+    from harness.evaluation import blocking
+
+    monkeypatch.setattr(quarantine, "today", lambda: quarantine.date(2026, 12, 7))
+    rules, sel = load_rules(quarantined_rules), selector("unit")
+    run = SyntheticRun(runtime_s=5.0, tests={"tests/test_q.py::test_flaky": ("failed", 0.1, "boom"),
+                                             "tests/test_q.py::test_other": ("failed", 0.1, "real")})
+    report = record(store, rules, sel, run, 0)
+    failures = {a.nodeid: a for a in report.alerts if a.trigger == "TEST-001"}
+    assert failures["tests/test_q.py::test_flaky"].summary.startswith("[quarantined]")
+    assert failures["tests/test_q.py::test_flaky"].evidence["quarantined"]["owner"] == "bob"
+    assert [a.nodeid for a in blocking(report.alerts, "high")] == ["tests/test_q.py::test_other"]
+    assert any("1 quarantined test(s) ran, 1 failed, 0 passed" in note for note in report.notes)
+
+
+def test_an_expired_quarantine_re_arms_the_test_and_alerts_its_owner(store, quarantined_rules, monkeypatch):
+    from harness import quarantine
+    from harness.evaluation import blocking
+
+    monkeypatch.setattr(quarantine, "today", lambda: quarantine.date(2027, 1, 2))
+    rules, sel = load_rules(quarantined_rules), selector("unit")
+    report = record(store, rules, sel, SyntheticRun(runtime_s=5.0, tests={"tests/test_q.py::test_flaky": ("failed", 0.1, "boom")}), 0)
+    expired = fired(report, "QUAR-001")
+    assert len(expired) == 1 and expired[0].owner == "bob" and "expired on 2026-12-31" in expired[0].summary
+    assert [a.trigger for a in blocking(report.alerts, "high")] == ["TEST-001"]
+
+
+def test_a_quarantined_test_that_passed_its_last_ten_runs_is_proposed_for_release(store, quarantined_rules, monkeypatch):
+    from harness import quarantine
+
+    monkeypatch.setattr(quarantine, "today", lambda: quarantine.date(2026, 12, 7))
+    rules, sel = load_rules(quarantined_rules), selector("unit")
+    reports = [record(store, rules, sel, SyntheticRun(runtime_s=5.0, sha=sha(i), tests={
+        "tests/test_q.py::test_flaky": ("failed" if i == 2 else "passed", 0.1, "boom")}), i) for i in range(13)]
+    proposed = [i for i, r in enumerate(reports) if fired(r, "QUAR-002")]
+    assert proposed == [12]  # runs 3..12 are its ten passes after the failure in run 2
+    assert "harness quarantine remove tests/test_q.py::test_flaky" in fired(reports[12], "QUAR-002")[0].summary
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["tests/test_q.py::test_missing", "--owner", "a", "--reason", "r", "--expires", "2999-01-01"], "unknown node id"),
+    (["tests/test_q.py::test_other", "--owner", "a", "--reason", "r", "--expires", "2001-01-01"], "in the past"),
+    (["tests/test_q.py::test_other", "--owner", "", "--reason", "r", "--expires", "2999-01-01"], "--owner"),
+    (["not a node id", "--owner", "a", "--reason", "r", "--expires", "2999-01-01"], "not a pytest node id"),
+])
+def test_quarantine_add_refuses_bad_entries_in_one_line(quarantined_rules, argv, message):
+    import subprocess
+    import sys
+
+    root = quarantined_rules.parents[1]
+    (root / "catalog.toml").write_text('version = 1\nroot = "."\nrules = "alerts/rules.yaml"\n'
+                                       '[selectors.unit]\ntitle = "u"\nowner = "o"\nargs = ["tests"]\n'
+                                       '[cadences.pr]\nselectors = ["unit"]\n')
+    done = subprocess.run([sys.executable, "-m", "harness", "quarantine", "add", *argv, "--catalog", str(root / "catalog.toml")],
+                          capture_output=True, text=True, cwd=root)
+    assert done.returncode == 2 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in done.stderr
