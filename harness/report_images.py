@@ -93,9 +93,10 @@ def _png_size(path: Path) -> tuple[int, int] | None:
 
 
 def _thumbnail(source: Path, target: Path, size: tuple[int, int]) -> bool:
-    """A PNG at most THUMBNAIL_PX on its longer side; False (use the image itself) when it is small
-    already or Pillow cannot read it."""
-    if max(size) <= THUMBNAIL_PX:
+    """A PNG at most THUMBNAIL_PX on its longer side; False (use the image itself, scaled by the
+    page) when it is at most twice that already (a reconstruction of 272 px gains nothing from a
+    240 px copy) or Pillow cannot read it."""
+    if max(size) <= 2 * THUMBNAIL_PX:
         return False
     try:
         from PIL import Image

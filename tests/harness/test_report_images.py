@@ -31,7 +31,7 @@ def _picture(path, size, shade):
 
 def test_run_pytorch_train_save_load_infer(tmp_path, record_property):
     shade = int(open("shade.txt").read())  # the project root is the working directory
-    for name, size in (("amplitude_png", (300, 280)), ("phase_png", (64, 60))):
+    for name, size in (("amplitude_png", (600, 560)), ("phase_png", (64, 60))):
         path = tmp_path / f"reconstruction_{name[:-4]}.png"
         _picture(path, size, shade)
         record_property(name, str(path))
@@ -94,9 +94,9 @@ def test_images_are_copied_shown_beside_the_previous_run_and_listed(two_runs: tu
     assert [i["label"] for i in entry["current"]] == ["amplitude", "phase"]  # the missing note_png is left out
     assert entry["previous_run"] == first.name and len(entry["previous"]) == 2
     amplitude = entry["current"][0]
-    assert amplitude["file"] == "images/integration/amplitude.png" and (amplitude["width"], amplitude["height"]) == (300, 280)
-    assert amplitude["thumbnail"] == "images/integration/amplitude.thumb.png"  # 300 px > 240: a real thumbnail
-    assert entry["current"][1]["thumbnail"] == entry["current"][1]["file"]  # 64 px: the image itself
+    assert amplitude["file"] == "images/integration/amplitude.png" and (amplitude["width"], amplitude["height"]) == (600, 560)
+    assert amplitude["thumbnail"] == "images/integration/amplitude.thumb.png"  # 600 px > 2 x 240: a real thumbnail
+    assert entry["current"][1]["thumbnail"] == entry["current"][1]["file"]  # 64 px: the image itself, scaled by the page
     from PIL import Image
 
     with Image.open(second / amplitude["thumbnail"]) as thumb:
