@@ -151,6 +151,7 @@ def changes_since_base(store: Any, report: RunReport, base_sha: str, base_ref: s
     before: dict[str, str] = {}
     runtimes: list[tuple[str, float, float]] = []
     used: dict[str, str] = {}
+    compared: set[str] = set()
     on_branch = False
     for result in report.selectors:
         if result.state == "not_run":
@@ -162,6 +163,7 @@ def changes_since_base(store: Any, report: RunReport, base_sha: str, base_ref: s
         if row is None:
             continue
         used[row["run_key"]] = row["git_sha"] or "?"
+        compared.add(result.name)
         for test in store.db.execute(
                 "SELECT nodeid, outcome FROM test_results WHERE selector_result_id = ?", (row["id"],)).fetchall():
             before[f"{result.name}: {test[0]}"] = test[1]
@@ -172,7 +174,7 @@ def changes_since_base(store: Any, report: RunReport, base_sha: str, base_ref: s
     runs = ", ".join(f"{key} @ {sha[:7]}" for key, sha in sorted(used.items()))
     where = f"the newest runs on {base_ref} ({runs}; the base commit {base_sha[:7]} itself has none)" if on_branch \
         else f"base {base_sha[:7]} (run {runs})"
-    return _compare(where, before, _outcomes_now(report), runtimes, report)
+    return _compare(where, before, _outcomes_now(report), runtimes, report, compared)
 
 
 def changes_since_state(state: dict[str, Any], report: RunReport) -> Changes | None:
@@ -185,17 +187,20 @@ def changes_since_state(state: dict[str, Any], report: RunReport) -> Changes | N
                 for r in report.selectors if r.name == name and r.runtime_s is not None and isinstance(value, (int, float))]
     where = f"this PR's previous run ({state.get('run', '?')}"
     where += f" @ {str(state['sha'])[:7]})" if state.get("sha") else ")"
-    now = _outcomes_now(report)
-    changes = _compare(where, before, now, runtimes, report)
-    # The previous comment lists failures only: a test it did not list is taken as passing then.
-    return changes
+    # The previous comment lists failures only: a test it did not list is taken as passing then,
+    # in the selectors that run had (those with a runtime, or a failure, in its state).
+    compared = {str(name) for name in (state.get("runtimes") or {})} | {name.split(": ", 1)[0] for name in before}
+    return _compare(where, before, _outcomes_now(report), runtimes, report, compared)
 
 
 def _compare(where: str, before: dict[str, str], now: dict[str, str], runtimes: list[tuple[str, float, float]],
-             report: RunReport) -> Changes:
+             report: RunReport, compared: set[str]) -> Changes:
+    """New failures and fixed tests, only in ``compared`` selectors (those the reference ran):
+    a selector the reference never ran has no "new" failures, only unknown ones."""
     failing_now = failing_tests(report)
     changes = Changes(against=where, runtimes=runtimes)
-    changes.new_failures = sorted(name for name in failing_now if before.get(name) not in FAILING)
+    changes.new_failures = sorted(name for name in failing_now
+                                  if name.split(": ", 1)[0] in compared and before.get(name) not in FAILING)
     changes.fixed = sorted(name for name, outcome in before.items() if outcome in FAILING and now.get(name) in PASSING)
     return changes
 

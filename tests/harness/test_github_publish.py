@@ -276,3 +276,19 @@ def test_the_default_run_directory_is_the_latest(github: FakeGitHub, tmp_path: P
     _run_dir(reports, _report("20261207T110000Z-pr", [], ["test_a"], sha=SHA_A, root=tmp_path))
     code, result, _ = _publish(capsys, "--reports-dir", str(reports))
     assert code == 0 and result["run"] == "20261207T110000Z-pr" and result["check_run"]["conclusion"] == "success"
+
+
+def test_a_selector_the_base_never_ran_has_no_new_failures(tmp_path: Path) -> None:
+    from harness.github_publish import changes_since_base
+
+    history = tmp_path / "history.sqlite"
+    base = _report("20261206T100000Z-pr", [], ["test_a"], sha=BASE, root=tmp_path)
+    with HistoryStore.open(history) as store, store.recording(base):
+        pass
+    now = _report("20261207T100000Z-pr", ["test_a"], [], sha=SHA_A, root=tmp_path)
+    other = now.selectors[0].model_copy(update={"name": "backend_selection"})
+    now.selectors.append(other)
+    with HistoryStore.open(history) as store:
+        changes = changes_since_base(store, now, BASE)
+    assert changes is not None
+    assert changes.new_failures == ["integration: tests/test_integration.py::test_a"]  # not backend_selection's
