@@ -1,7 +1,9 @@
 """Where the harness finds its inputs and puts its outputs unless told otherwise.
 
-Relative defaults resolve against the repository root (the parent of this package), so
-``harness run`` works from any working directory of an editable install.
+In a checkout (an editable install) relative defaults resolve against the repository root (the
+parent of this package), so ``harness run`` works from any working directory there. An installed
+harness (``pip install .``) lives in site-packages, which is nobody's project: its defaults resolve
+against the working directory, the project it is run for.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ import os
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-REPO_ROOT = PACKAGE_DIR.parent
+IN_CHECKOUT = (PACKAGE_DIR.parent / "pyproject.toml").is_file()
+REPO_ROOT = PACKAGE_DIR.parent if IN_CHECKOUT else Path.cwd()
 
 DEFAULT_CATALOG = PACKAGE_DIR / "catalog.toml"
 DEFAULT_RULES = REPO_ROOT / "alerts" / "rules.yaml"

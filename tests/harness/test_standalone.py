@@ -277,12 +277,15 @@ def test_pip_install_dot_is_the_harness_alone_and_it_monitors_a_foreign_project(
     target_python = target_env / "bin" / "python"
     _pip(target_python, *TARGET_PINS)
     project = foreign_project(tmp_path / "foreign", target_python)
+    # No --reports-dir: an installed harness keeps its reports in the project it runs for (the working
+    # directory), never in site-packages.
     done = subprocess.run([harness_cli, "run", "--cadence", "pr", "--progress", "plain",
-                           "--catalog", str(project.root / "catalog.toml"), "--reports-dir", str(project.reports)],
+                           "--catalog", str(project.root / "catalog.toml")],
                           cwd=project.root, env=env, capture_output=True, text=True, timeout=300, check=False)
     check_run(project, done.returncode, done.stdout, done.stderr, target_python)
+    assert not list(harness_env.rglob("reports"))
     doctor = subprocess.run([harness_cli, "doctor", "--json", "--progress", "none",
-                             "--catalog", str(project.root / "catalog.toml"), "--reports-dir", str(project.reports),
+                             "--catalog", str(project.root / "catalog.toml"),
                              "--routes", str(project.root / "routes.yaml")],
                             cwd=project.root, env=env, capture_output=True, text=True, timeout=300, check=False)
     check_doctor(doctor.stdout)
