@@ -519,3 +519,11 @@ def test_a_selector_whose_tests_all_skipped_reads_as_the_gate_read_it(project, t
         assert "HARNESS-002" in check.evidence and "did not run" in check.fix
     else:
         assert "the gate let it through" in check.evidence
+
+
+def test_no_routes_file_is_a_warning_as_for_harness_run(tmp_path):
+    check = doctor.webhooks_check(tmp_path / "alerts" / "routes.yaml", {})
+    assert check.status == "warn" and check.holds and "outbox" in check.evidence and "--routes" in check.fix
+    broken = tmp_path / "routes.yaml"
+    broken.write_text("version: 1\nsinks: 3\n")
+    assert doctor.webhooks_check(broken, {}).status == "fail"
