@@ -102,6 +102,8 @@ class TrendChart:
     points: int
     svg: Markup
     thresholds: dict[str, float]
+    # Open runtime change points (RT-004) drawn on the chart: run_key, label, before, after.
+    changes: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -137,6 +139,8 @@ class DashboardData:
     reconstructions: list[ReconstructionPanel] = field(default_factory=list)
     charts_drawn: list[str] = field(default_factory=list)  # selectors whose chart was drawn for this page
     charts_reused: list[str] = field(default_factory=list)  # selectors whose cached chart was still current
+    flaky: list[dict[str, Any]] = field(default_factory=list)  # tests flaky across runs (harness/flaky.py)
+    quarantined: list[dict[str, Any]] = field(default_factory=list)  # alerts/quarantine.yaml entries
 
 
 # -- reading history ---------------------------------------------------------------------------
@@ -269,17 +273,70 @@ def collect(store: Any, reports_dir: Path, catalog: Catalog | None = None, *,
         if not history:
             continue
         thresholds = _thresholds(catalog, store, tile.name, history[-1]["host_key"])
-        key = chart_key(tile.name, history, thresholds)
+        changes = change_markers(store, tile.name, history)
+        key = chart_key(tile.name, history, thresholds, changes)
         chart = cache.get(tile.name, key) if cache is not None else None
         if chart is None:
-            chart = trend_chart(tile.name, history, thresholds)
+            chart = trend_chart(tile.name, history, thresholds, changes)
             data.charts_drawn.append(tile.name)
             if cache is not None:
                 cache.put(chart, key)
         else:
             data.charts_reused.append(tile.name)
+        chart.changes = changes
         data.charts.append(chart)
+    data.flaky, data.quarantined = flaky_and_quarantined(store, catalog, [tile.name for tile in data.selectors])
     return data
+
+
+def change_markers(store: Any, selector: str, history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The open RT-004 changes whose first run is on the chart (one per change)."""
+    on_chart = {str(row.get("run_key")) for row in history}
+    markers: dict[str, dict[str, Any]] = {}
+    try:
+        rows = _rows(store, """
+            SELECT s.evidence FROM alert_state AS s
+            WHERE s.trigger_id = 'RT-004' AND s.selector = ? AND s.status = 'firing' ORDER BY s.id""", (selector,))
+    except Exception:  # noqa: BLE001 - an older history: no markers
+        return []
+    for row in rows:
+        try:
+            evidence = json.loads(row["evidence"] or "{}")
+            change = evidence["change"]
+        except (ValueError, KeyError, TypeError):
+            continue
+        if change.get("first_run") not in on_chart:
+            continue
+        unit = "CPU s" if evidence.get("series") == "cpu_s" else "s"
+        markers[change["first_run"]] = {
+            "run_key": change["first_run"], "series": evidence.get("series"),
+            "before": change.get("before"), "after": change.get("after"),
+            "label": f"{float(change.get('change_pct', 0)):+.0f} % ({float(change['before']):.3g} → "
+                     f"{float(change['after']):.3g} {unit}) since {change.get('first_sha')}",
+        }
+    return sorted(markers.values(), key=lambda m: m["run_key"])
+
+
+def flaky_and_quarantined(store: Any, catalog: Catalog | None, selectors: list[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Tests flaky across their selector's recent runs, and the quarantine file's entries."""
+    from harness import flaky, quarantine
+    from harness.locations import DEFAULT_RULES
+
+    found = []
+    for name in selectors:
+        try:
+            verdicts = flaky.flaky_tests(store, name)
+        except Exception:  # noqa: BLE001 - a history this harness cannot read for it: no list
+            verdicts = []
+        found.extend({"selector": name, **verdict.as_dict()} for verdict in verdicts)
+    rules_path = (catalog.rules if catalog is not None and catalog.rules else None) or DEFAULT_RULES
+    try:
+        entries = quarantine.load(quarantine.default_path(rules_path)).quarantine
+    except Exception:  # noqa: BLE001 - a broken file is reported by the run, not by the page
+        entries = []
+    today = quarantine.today()
+    listed = [{**entry.model_dump(mode="json"), "expired": entry.expired(today)} for entry in entries]
+    return found, listed
 
 
 RECONSTRUCTION_LOOKBACK = 10  # newest runs of a selector searched for recorded images
@@ -350,7 +407,8 @@ def _matplotlib_version() -> str:
         return "absent"
 
 
-def chart_key(selector: str, history: list[dict[str, Any]], thresholds: Thresholds | None) -> str:
+def chart_key(selector: str, history: list[dict[str, Any]], thresholds: Thresholds | None,
+              changes: Sequence[dict[str, Any]] = ()) -> str:
     """Digest of everything drawn into a selector's chart and of the code drawing it: equal keys,
     equal SVG. A new run, a pruned one, another threshold or baseline, another matplotlib: new key."""
     material = {
@@ -360,6 +418,7 @@ def chart_key(selector: str, history: list[dict[str, Any]], thresholds: Threshol
         "selector": selector,
         "points": _chart_points(history),
         "thresholds": _threshold_lines(thresholds),
+        "changes": list(changes),
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode("utf-8")).hexdigest()
 
@@ -381,7 +440,8 @@ def _fit_margins(figure: Any, axes: Any, legend_entries: int) -> None:
                            bottom=(24 + 10 * rows) / height_pt)
 
 
-def trend_chart(selector: str, history: list[dict[str, Any]], thresholds: Thresholds | None) -> TrendChart:
+def trend_chart(selector: str, history: list[dict[str, Any]], thresholds: Thresholds | None,
+                changes: Sequence[dict[str, Any]] = ()) -> TrendChart:
     """A runtime-per-run line with the selector's threshold lines, as inline SVG.
 
     Text stays text in the SVG (fonttype none) so the page is searchable; element ids name the
@@ -413,6 +473,18 @@ def trend_chart(selector: str, history: list[dict[str, Any]], thresholds: Thresh
             colour, label = THRESHOLD_STYLE[name]
             axes.axhline(value, color=colour, linestyle="--", linewidth=1,
                          label=f"{label} {value:g} s").set_gid(f"threshold-{name}-{slug}")
+        keys = [key for key, _, _, _ in points]
+        for index, change in enumerate(changes):
+            # A change point (RT-004): a marker at its first run, and its before/after medians
+            # where the change was found on this chart's measure (wall runtime).
+            if change["run_key"] not in keys:
+                continue
+            x = keys.index(change["run_key"])
+            axes.axvline(x - 0.5, color="#2e7d32", linestyle=":", linewidth=1.2,
+                         label=f"change {change['label']}").set_gid(f"change-{slug}-{index}")
+            if change.get("series") == "runtime" and change.get("before") and change.get("after"):
+                axes.hlines([change["before"]], max(0, x - 10), x - 0.5, color="#2e7d32", linewidth=1)
+                axes.hlines([change["after"]], x - 0.5, len(values) - 1, color="#2e7d32", linewidth=1)
         top = max(values + list(lines.values()))
         axes.set_ylim(0, top * 1.12 if top > 0 else 1)
         axes.set_ylabel("seconds")
@@ -420,7 +492,7 @@ def trend_chart(selector: str, history: list[dict[str, Any]], thresholds: Thresh
         axes.set_xticks(xs[::step], labels[::step])
         axes.set_title(f"{selector}: runtime per run")
         axes.grid(axis="y", alpha=0.3)
-        _fit_margins(figure, axes, legend_entries=1 + bool(bad) + len(lines))
+        _fit_margins(figure, axes, legend_entries=1 + bool(bad) + len(lines) + len(changes))
         axes.legend(loc="lower center", bbox_to_anchor=(0.5, 0.0), bbox_transform=figure.transFigure,
                     fontsize=7, frameon=False, ncols=LEGEND_COLUMNS, borderaxespad=0.3)
         buffer = io.StringIO()

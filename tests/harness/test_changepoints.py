@@ -310,3 +310,23 @@ def test_quarantine_add_refuses_bad_entries_in_one_line(quarantined_rules, argv,
                           capture_output=True, text=True, cwd=root)
     assert done.returncode == 2 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert "Traceback" not in done.stderr
+
+
+# -- showing it ---------------------------------------------------------------------------------
+
+
+def test_the_dashboard_marks_the_change_and_lists_flaky_tests(store, tmp_path):
+    from harness import dashboard
+
+    rng = np.random.default_rng(12)
+    flips = rng.random(30) < 0.3
+    drive(store, noisy(rng, 30, 0.03, step=0.5),
+          tests=lambda i: {"t.py::test_flaky": ("failed" if flips[i] else "passed", 0.05, "flake")})
+    data = dashboard.collect(store, tmp_path)
+    chart = next(c for c in data.charts if c.selector == "integration")
+    assert [c["run_key"] for c in chart.changes] == ["run-00020"]
+    assert 'id="change-integration-0"' in chart.svg
+    assert [f["nodeid"] for f in data.flaky] == ["t.py::test_flaky"]
+    page = dashboard.render(data)
+    assert "change point: runtime +" in page and "since 0020abc" in page
+    assert 'id="flaky-tests"' in page and "t.py::test_flaky" in page and 'id="quarantined-tests"' in page
