@@ -108,6 +108,8 @@ def shift_alerts(trigger: Trigger, selector: Selector, result: SelectorResult, c
                 evidence["runtime_s"] = round(current, 6)  # marks it as bound to this host (history._resolve)
             summary = _summary(result.name, item, change)
             evidence["line"] = summary
+            evidence["headline"] = (f"{item.label} {float(change['change_pct']):+.0f} % ({_fmt(change['before'], item.unit)} → "
+                                    f"{_fmt(change['after'], item.unit)}) since {change['first_sha']}")
             alerts.append(_alert(trigger, selector, result, summary, evidence, nodeid=item.nodeid, subject=item.subject))
     for fp, evidence in open_changes.items():
         # An open change this run could not judge (the test failed or was not run, the runtime

@@ -330,3 +330,14 @@ def test_the_dashboard_marks_the_change_and_lists_flaky_tests(store, tmp_path):
     page = dashboard.render(data)
     assert "change point: runtime +" in page and "since 0020abc" in page
     assert 'id="flaky-tests"' in page and "t.py::test_flaky" in page and 'id="quarantined-tests"' in page
+
+
+def test_summaries_carry_one_line_per_change(store, tmp_path):
+    from harness.render import write_reports
+
+    reports = drive(store, noisy(np.random.default_rng(13), 30, 0.03, step=0.5))
+    write_reports(reports[-1], tmp_path)
+    markdown = (tmp_path / "summary.md").read_text()
+    changes = [line for line in markdown.splitlines() if line.startswith("- **RT-004**")]
+    assert len(changes) == 1 and "runtime +" in changes[0] and changes[0].endswith("since 0020abc")
+    assert "since 0020abc" in (tmp_path / "summary.html").read_text()
