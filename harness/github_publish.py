@@ -281,6 +281,13 @@ def comment_body(report: RunReport, target: GitHubTarget, changes: Changes | Non
     else:
         lines.append("No trigger fired.")
     lines.append("")
+    shifted = [a for a in alerts if isinstance(a.evidence.get("headline"), str)]
+    if shifted:
+        # Change points say by how much and since which commit: the line a reviewer acts on.
+        lines += ["**Change points**", ""]
+        lines += [f"- **{a.trigger}** `{a.selector}`{f' `{_md(a.nodeid, 150)}`' if a.nodeid else ''}: "
+                  f"{_md(a.evidence['headline'], 200)}" for a in shifted[:TRIGGERS_SHOWN]]
+        lines.append("")
     skipping = [r for r in report.selectors if r.skips]
     if skipping:
         # A skip is never good news: say what did not run and why, grouped and counted.

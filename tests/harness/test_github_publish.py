@@ -293,3 +293,16 @@ def test_a_selector_the_base_never_ran_has_no_new_failures(tmp_path: Path) -> No
         changes = changes_since_base(store, now, BASE)
     assert changes is not None
     assert changes.new_failures == ["integration: tests/test_integration.py::test_a"]  # not backend_selection's
+
+
+def test_change_point_lines_are_in_the_comment() -> None:
+    from harness.github_publish import GitHubTarget, comment_body
+    from harness.report_model import Alert
+
+    report = _report("20261207T100000Z-pr", [], ["test_a"], sha=SHA_A)
+    report.alerts.append(Alert(trigger="RT-004", title="runtime shift", severity="warning", owner="o", sla="1d",
+                               fingerprint="cp", selector="integration", summary="integration: runtime shifted",
+                               evidence={"headline": "runtime +38 % (35.1 s → 48.4 s) since abc1234"}))
+    body = comment_body(report, GitHubTarget(api_url="http://x", repository="lab/ptycho", head_sha=SHA_A), None)
+    assert "**Change points**" in body
+    assert "- **RT-004** `integration`: runtime +38 % (35.1 s → 48.4 s) since abc1234" in body
