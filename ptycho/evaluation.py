@@ -353,19 +353,21 @@ def score_reconstruction(
     phase_plane: bool = False,
     fraction: float = ILLUMINATION_FRACTION,
     erosion: int = ILLUMINATION_EROSION,
+    region: np.ndarray | None = None,
 ) -> QualityReport:
     """The project's honest score of a complex reconstruction (H, W) in the truth's pixel frame.
 
     Region: :func:`illuminated_region` of ``probe`` over ``positions`` (P, 2) as (x, y). With
     ``register``, the reconstruction is first shifted onto the truth by cross-correlation
     (sub-pixel, at most a few px). Amplitude mean-matched, global phase removed, strict phase SSIM;
-    the flat image (amplitude 1, phase 0) is scored on the same pixels as the floor.
+    the flat image (amplitude 1, phase 0) is scored on the same pixels as the floor. ``region``:
+    that mask computed beforehand (to score many estimates of one scan).
     """
     recon = np.asarray(recon)
     truth = np.asarray(truth)
     if recon.shape != truth.shape:
         raise ValueError(f"reconstruction shape {recon.shape} differs from the ground truth's {truth.shape}")
-    mask = illuminated_region(probe, positions, truth.shape, fraction, erosion)
+    mask = illuminated_region(probe, positions, truth.shape, fraction, erosion) if region is None else _as_mask(region, truth.shape)
     shift = (0.0, 0.0)
     if register:
         recon, shift = register_translation(recon, truth, mask)
