@@ -58,7 +58,12 @@ class TestRecord(Model):
     def executed(self) -> bool:
         """The test body ran: a call phase was recorded and did not skip (a skip, a deselection
         or an error in setup leaves nothing to judge the code under test by)."""
-        return self.kind == "test" and self.durations.call is not None and self.outcome != "skipped"
+        if self.kind != "test" or self.outcome == "skipped" or self.failed_stage in ("setup", "collect"):
+            return False
+        timed = (self.durations.setup, self.durations.call, self.durations.teardown)
+        if all(value is None for value in timed):
+            return True  # a record without stage timings (built by hand, another format): its outcome decides
+        return self.durations.call is not None
 
 
 class Counts(Model):
