@@ -17,6 +17,7 @@ from harness.errors import ConfigError
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 CADENCE_NAMES = ("pr", "nightly", "weekly", "manual")
+CADENCE_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 class StrictModel(BaseModel):
@@ -361,6 +362,8 @@ def load_catalog(path: Path) -> Catalog:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read catalog: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start})") from None
 
     if not isinstance(raw.get("selectors"), dict) or not raw["selectors"]:
         raise ConfigError(f"{path}: selectors: expected at least one [selectors.NAME] table")
@@ -372,6 +375,9 @@ def load_catalog(path: Path) -> Catalog:
     if not isinstance(defaults, dict):
         raise ConfigError(f"{path}: defaults: expected a table")
     allowed_defaults = {"test_timeout_s", "timeout_s", "timeout_method", "cpus", "reruns", "env"}
+    if not isinstance(defaults.get("env", {}), dict):
+        raise ConfigError(f"{path}: defaults.env: expected a table of variables (env = {{ NAME = \"value\" }}), "
+                          f"found {type(defaults['env']).__name__}")
     unknown = sorted(set(defaults) - allowed_defaults)
     if unknown:
         raise ConfigError(
@@ -382,6 +388,9 @@ def load_catalog(path: Path) -> Catalog:
     for name, body in raw["selectors"].items():
         if not isinstance(body, dict):
             raise ConfigError(f"{path}: selectors.{name}: expected a table")
+        if not isinstance(body.get("env", {}), dict):
+            raise ConfigError(f"{path}: selectors.{name}.env: expected a table of variables "
+                              f"(env = {{ NAME = \"value\" }}), found {type(body['env']).__name__}")
         merged = {key: value for key, value in defaults.items() if key != "env"}
         merged.update(body)
         merged["env"] = {**defaults.get("env", {}), **body.get("env", {})}
@@ -391,14 +400,21 @@ def load_catalog(path: Path) -> Catalog:
     for name, body in raw["cadences"].items():
         if not isinstance(body, dict):
             raise ConfigError(f"{path}: cadences.{name}: expected a table")
+        if not CADENCE_NAME_PATTERN.match(name) or ".." in name:
+            # A cadence's name is part of its run directory's name (reports/<stamp>-<cadence>/).
+            raise ConfigError(f"{path}: cadences.{name}: expected a name of letters, digits, '_', '-' and '.' "
+                              "(it names report directories), not a path")
         cadences[name] = {**body, "name": name}
 
     root = Path(raw.pop("root", "."))
+    resolved_root = (root if root.is_absolute() else base / root).resolve()
+    if not resolved_root.is_dir():
+        raise ConfigError(f"{path}: root: {str(root)!r} is not a directory (resolved to {resolved_root})")
     rules = raw.pop("rules", None)
     document = {
         **raw,
         "path": path,
-        "root": (root if root.is_absolute() else base / root).resolve(),
+        "root": resolved_root,
         "rules": None if rules is None else (Path(rules) if Path(rules).is_absolute() else (base / rules).resolve()),
         "selectors": selectors,
         "cadences": cadences,

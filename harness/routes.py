@@ -444,4 +444,6 @@ def load_routes(path: Path) -> RoutesConfig:
         raise ConfigError(f"{path}: routes file not found") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read routes: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start})") from None
     return parse_routes(text, path)

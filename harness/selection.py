@@ -66,6 +66,8 @@ def changed_files_from_file(path: str) -> list[str]:
         text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise HarnessError(f"--changed-files {path}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise HarnessError(f"--changed-files {path}: not UTF-8 text (offset {exc.start})") from None
     lines = (line.strip() for line in text.splitlines())
     return [line.removeprefix("./") for line in lines if line and not line.startswith("#")]
 
