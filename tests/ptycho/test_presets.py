@@ -22,7 +22,7 @@ def test_the_shipped_presets_are_valid_and_include_the_nightly_one():
     presets = load_presets()
     assert "nightly-quality" in presets
     nightly = presets["nightly-quality"]
-    assert nightly.N == 64 and nightly.values()["gridsize"] == 2 and nightly.values()["max_epochs"] >= 1
+    assert nightly.N == 64 and nightly.values()["max_epochs"] >= 1 and nightly.values()["seed"] == 42
 
 
 def test_a_preset_fills_in_the_flags_not_given():
@@ -34,8 +34,8 @@ def test_a_preset_fills_in_the_flags_not_given():
 
 def test_explicit_flags_override_the_preset_even_when_equal_to_the_default():
     default_epochs = train_parser().get_default("max_epochs")
-    args = _parse("--preset", "nightly-quality", "--nepochs", str(default_epochs), "--gridsize=1", "--batch_size", "32")
-    assert args.max_epochs == default_epochs and args.gridsize == 1 and args.batch_size == 32
+    args = _parse("--preset", "nightly-quality", "--nepochs", str(default_epochs), "--gridsize=2", "--batch_size", "32")
+    assert args.max_epochs == default_epochs and args.gridsize == 2 and args.batch_size == 32
     assert args.learning_rate == get_preset("nightly-quality").values()["learning_rate"]
 
 
@@ -84,15 +84,19 @@ def _tiny_npz(path: Path, n_positions: int, n: int) -> Path:
 
 @pytest.mark.parametrize("backend", ["tensorflow", "pytorch"])
 @pytest.mark.parametrize(
-    "n_positions,n,needle",
-    [(300, 32, "made for 64 x 64 patterns"), (10, 64, "needs at least 256 scan positions for gridsize 2 groups")],
+    "n_positions,n,extra,needle",
+    [
+        (300, 32, [], "made for 64 x 64 patterns"),
+        (10, 64, [], "needs at least 256 scan positions for training"),
+        (10, 64, ["--gridsize", "2"], "needs at least 256 scan positions for gridsize 2 groups"),
+    ],
 )
-def test_a_preset_that_does_not_fit_the_data_is_a_one_line_error(backend, n_positions, n, needle, tmp_path, capsys):
+def test_a_preset_that_does_not_fit_the_data_is_a_one_line_error(backend, n_positions, n, extra, needle, tmp_path, capsys):
     if backend == "pytorch":
         pytest.importorskip("torch")
     data = _tiny_npz(tmp_path / "d.npz", n_positions, n)
     code = train_main(["--backend", backend, "--preset", "nightly-quality", "--train_data_file", str(data),
-                       "--output_dir", str(tmp_path / "out")])
+                       "--output_dir", str(tmp_path / "out"), *extra])
     err = capsys.readouterr().err
     assert code == 2, err
     assert needle in err and "--preset nightly-quality" in err and str(data) in err
