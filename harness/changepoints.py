@@ -142,8 +142,8 @@ def scan(matrix: np.ndarray, settings: ScanSettings) -> tuple[np.ndarray, list[S
         if not usable.any():
             continue
         with np.errstate(invalid="ignore"), _quiet_nan_warnings():
-            center = np.nanmedian(pre, axis=1)
-            mad = 1.4826 * np.nanmedian(np.abs(pre - center[:, None]), axis=1)
+            center = _row_medians(pre)
+            mad = 1.4826 * _row_medians(np.abs(pre - center[:, None]))
             if settings.transform == "linear":
                 row_floor = np.maximum(floor * np.abs(center), 1e-12)
             else:
@@ -154,7 +154,7 @@ def scan(matrix: np.ndarray, settings: ScanSettings) -> tuple[np.ndarray, list[S
             post_w = np.clip(post, low[:, None], high[:, None])
             scale = np.maximum(np.nanstd(pre_w, axis=1, ddof=1), row_floor)
             z = sign * (post_w.mean(axis=1) - np.nanmean(pre_w, axis=1)) / (scale * np.sqrt(1.0 / k + 1.0 / np.maximum(m, 1)))
-            after = np.median(post, axis=1)
+            after = _row_medians(post)
         moved = sign * _relative(after, center, settings.transform) >= settings.min_change
         # A sign test beside the mean: most runs since the onset, not one extreme one, moved.
         beyond = np.sum(sign * (post - center[:, None]) > 0, axis=1)
@@ -184,6 +184,19 @@ def scan(matrix: np.ndarray, settings: ScanSettings) -> tuple[np.ndarray, list[S
             score=float(best_z[row]), runs_after=k,
         )
     return fires, shifts
+
+
+def _row_medians(values: np.ndarray) -> np.ndarray:
+    """Median of each row ignoring NaN (np.nanmedian goes through masked arrays: 20x slower on
+    the small rows scanned here). NaN for a row without values."""
+    ordered = np.sort(values, axis=1)  # NaN sort last
+    count = np.sum(~np.isnan(values), axis=1)
+    rows = np.arange(values.shape[0])
+    low = np.clip((count - 1) // 2, 0, None)
+    high = np.clip(count // 2, 0, values.shape[1] - 1)
+    middle = (ordered[rows, low] + ordered[rows, np.minimum(high, np.maximum(count - 1, 0))]) / 2.0
+    middle[count == 0] = np.nan
+    return middle
 
 
 def _relative(after: np.ndarray, before: np.ndarray, transform: Transform) -> np.ndarray:
