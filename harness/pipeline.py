@@ -338,6 +338,7 @@ def execute(request: RunRequest) -> RunOutcome:
                     notes=list(dict.fromkeys(ctx.notes)),
                 )
                 report = as_published(report, run_dir)
+                run_dir.relocate_json(plan.json_path for plan in plans)
                 if store is None:
                     report.notes.append("history disabled (--no-history): RT-002 and calibrated baselines not consulted")
                     warnings.extend(write_reports(report, run_dir.staging))

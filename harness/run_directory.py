@@ -9,9 +9,11 @@ reserved with an exclusive lock file, so two runs in the same second get ``...-p
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 
@@ -111,6 +113,21 @@ class RunDirectory:
             except ValueError:
                 continue
         return str(path)
+
+    def relocate_json(self, paths: Iterable[Path]) -> None:
+        """Point the paths JSON files in the run directory recorded into the staging folder (an
+        artifact path in pytest.json) at the published folder, so that re-evaluating a published
+        report sees the files the run saw. Call it just before :meth:`publish`."""
+        staging, final = json.dumps(str(self.staging))[1:-1], json.dumps(str(self.final))[1:-1]
+        for path in paths:
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError):
+                continue  # missing or unreadable: the report already says so
+            if staging in text:
+                scratch = path.with_name(path.name + ".relocating")
+                scratch.write_text(text.replace(staging, final), encoding="utf-8")
+                os.replace(scratch, path)
 
     def publish(self) -> Path:
         """Rename staging to its final name (atomic on one filesystem)."""

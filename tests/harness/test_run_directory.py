@@ -131,3 +131,33 @@ def test_concurrent_harness_runs_publish_separate_reports(tmp_path):
     assert len(directories) == 2 and all(Path(d, "report.json").is_file() for d in directories)
     db = sqlite3.connect(project.history)
     assert db.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 2
+
+
+RECORDS_A_CHECKPOINT = '''
+import io, pickle, zipfile
+
+def test_writes_a_checkpoint(tmp_path, record_property):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("archive/data.pkl", pickle.dumps({"epoch": 1, "state_dict": {}, "hyper_parameters": {
+            "model_config": {}, "training_config": {}, "data_config": {}, "inference_config": {}}}, protocol=2))
+        archive.writestr("archive/version", "3\\n")
+    path = tmp_path / "checkpoints" / "last.ckpt"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(buffer.getvalue())
+    record_property("checkpoint_path", str(path))
+'''
+
+
+def test_re_evaluating_a_published_report_gives_the_runs_verdict(tmp_path):
+    project = SampleProject(tmp_path)
+    project.write("tests/test_ckpt.py", RECORDS_A_CHECKPOINT)
+    project.catalog({"integration": {"args": ["tests/test_ckpt.py"], "artifacts": {"checkpoint_property": "checkpoint_path"}}})
+    result = project.run("--no-history")
+    assert result.returncode == 0, result.stderr
+    run_dir = result.run_dirs[-1]
+    pytest_json = run_dir / "selectors" / "integration" / "pytest.json"
+    assert ".staging" not in pytest_json.read_text()
+    again = project.harness("evaluate", str(pytest_json), "--selector", "integration", "--json")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert json.loads(again.stdout)["alerts"] == [] and result.report["alerts"] == []
