@@ -341,3 +341,24 @@ def test_summaries_carry_one_line_per_change(store, tmp_path):
     changes = [line for line in markdown.splitlines() if line.startswith("- **RT-004**")]
     assert len(changes) == 1 and "runtime +" in changes[0] and changes[0].endswith("since 0020abc")
     assert "since 0020abc" in (tmp_path / "summary.html").read_text()
+
+
+# -- history where the runs happen -------------------------------------------------------------
+
+
+def test_the_pr_gate_judges_prs_against_main_history_and_saves_only_main_runs():
+    import yaml
+
+    workflow = yaml.safe_load((RULES.parents[1] / ".github" / "workflows" / "pr-gate.yml").read_text())
+    triggers = workflow[True] if True in workflow else workflow["on"]  # YAML 1.1 reads `on` as True
+    assert triggers["push"]["branches"] == ["main"] and "pull_request" in triggers
+    steps = workflow["jobs"]["gate"]["steps"]
+    names = [step["name"] for step in steps]
+    restore = next(s for s in steps if s.get("uses", "").startswith("actions/cache/restore@"))
+    save = next(s for s in steps if s.get("uses", "").startswith("actions/cache/save@"))
+    runs = [i for i, s in enumerate(steps) if "harness run" in s.get("run", "")]
+    assert names.index(restore["name"]) < min(runs) < max(runs) < names.index(save["name"])
+    assert "github.run_id" in restore["with"]["key"] and restore["with"]["restore-keys"].strip().endswith("-main-")
+    assert save["with"]["key"] == restore["with"]["key"] and "runner.os" in save["with"]["key"]
+    assert "github.event_name == 'push'" in save["if"]  # a pull request never writes main's history
+    assert workflow["concurrency"]["cancel-in-progress"] == "${{ github.event_name == 'pull_request' }}"
