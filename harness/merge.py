@@ -284,7 +284,7 @@ def merge_selector(name: str, parts: list[tuple[Shard, SelectorResult]], target:
         signal=next((r.signal for r in results if r.signal), None),
         started_at=min(started) if started else None, finished_at=max(finished) if finished else None,
         wall_s=wall_s, session_s=None if session_s is None else round(session_s, 3), tests_s=tests_s,
-        counts=counts, tests=tests,
+        counts=counts, tests=tests, environment=next((r.environment for r in results if r.environment), None),
         files=SelectorFiles(
             pytest_json=f"selectors/{name}/pytest.json" if merged_json else None,
             stdout=f"selectors/{name}/stdout.log", stderr=f"selectors/{name}/stderr.log",
