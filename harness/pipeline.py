@@ -23,6 +23,7 @@ from harness import shard
 from harness.progress import make_progress
 from harness.run_directory import RunDirectory
 from harness.runner import ProcessOutcome, Runner, SelectorPlan, plan_selector, utc_now
+from harness.selector_env import redact_secrets
 from harness.states import SelectorState
 
 if TYPE_CHECKING:
@@ -275,6 +276,9 @@ def execute(request: RunRequest) -> RunOutcome:
                     close()
             interrupted_by = stop.received
             # From here on a second signal must not leave a half-written report: keep deferring.
+            # Whatever a test printed, the harness's secrets do not get into the report or the logs.
+            secret_notes = redact_secrets(run_dir.staging / "selectors")
+            warnings.extend(secret_notes)
             results_by_name = {plan.name: selector_result(plan, outcomes[plan.name], run_dir) for plan in plans}
             for plan in plans:
                 outcome = outcomes[plan.name]
@@ -335,7 +339,7 @@ def execute(request: RunRequest) -> RunOutcome:
                               blocking=[a.fingerprint for a in blockers], exit_code=exit_code),
                     selectors=results,
                     alerts=alerts,
-                    notes=list(dict.fromkeys(ctx.notes)),
+                    notes=list(dict.fromkeys([*secret_notes, *ctx.notes])),
                 )
                 report = as_published(report, run_dir)
                 run_dir.relocate_json(plan.json_path for plan in plans)

@@ -13,6 +13,11 @@ uploads. So a selector does not inherit that environment. It gets:
 minus every variable that the alert routes file names (a sink's ``url_env`` / ``secret_env``,
 the links' ``*_env``), even where a pass-through pattern would match it.
 
+What the selectors wrote (logs, pytest's JSON) is checked for those values all the same, before
+anything is parsed or published: a test could still read a secret from elsewhere (a file, a
+credential helper). Each occurrence is replaced by ``[redacted: NAME]`` and the run's notes say
+where (``redact_secrets``).
+
 The interpreter that runs pytest is the environment under test end to end: its ``bin/`` comes
 first on ``PATH`` (so ``python``, ``pytest`` and console scripts started by tests are that
 environment's) and ``VIRTUAL_ENV`` (a venv) or ``CONDA_PREFIX`` (a conda environment) names it.
@@ -21,6 +26,7 @@ environment's) and ``VIRTUAL_ENV`` (a venv) or ``CONDA_PREFIX`` (a conda environ
 from __future__ import annotations
 
 import fnmatch
+import json
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -112,3 +118,45 @@ def build_environment(
     env["HARNESS_RUN_ID"] = run_id
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
+
+
+# Besides the routes file's variables, names that hold credentials by convention.
+_SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|PRIVATE_KEY|API_KEY|ACCESS_KEY", re.IGNORECASE)
+# Shorter values are too likely to occur by chance ("1", "true", a port number).
+MIN_SECRET_LENGTH = 8
+# The files a selector's process writes itself; tmp/ (test artifacts, checkpoints) is not scanned.
+SCANNED_FILES = ("stdout.log", "stderr.log", "pytest.json")
+
+
+def secret_values(environ: Mapping[str, str]) -> dict[str, str]:
+    """``{name: value}`` of the harness's secrets: the routes file's variables and credential-like names."""
+    names = route_variable_names(environ) | {name for name in environ if _SECRET_NAME.search(name)}
+    return {name: environ[name] for name in sorted(names)
+            if len(environ.get(name, "")) >= MIN_SECRET_LENGTH}
+
+
+def redact_secrets(selectors_dir: Path, environ: Mapping[str, str] | None = None) -> list[str]:
+    """Replace every secret value found in the selectors' own files under ``selectors_dir``
+    (``<name>/stdout.log``, ``stderr.log``, ``pytest.json``); one note per file and variable,
+    naming both, never the value."""
+    secrets = secret_values(os.environ if environ is None else environ)
+    if not secrets or not selectors_dir.is_dir():
+        return []
+    # The value as written, and as JSON writes it (quotes, backslashes, non-ASCII escaped).
+    needles = [(name, form) for name, value in secrets.items()
+               for form in dict.fromkeys((value.encode("utf-8"), json.dumps(value)[1:-1].encode("ascii")))]
+    notes = []
+    for path in sorted(p for name in SCANNED_FILES for p in selectors_dir.glob(f"*/{name}")):
+        try:
+            data = path.read_bytes()
+        except OSError:
+            continue
+        found = list(dict.fromkeys(name for name, needle in needles if needle in data))
+        if not found:
+            continue
+        for name, needle in needles:
+            data = data.replace(needle, f"[redacted: {name}]".encode())
+        path.write_bytes(data)
+        relative = path.relative_to(selectors_dir.parent)
+        notes.extend(f"secret value of {name} found in {relative}; redacted" for name in found)
+    return notes

@@ -323,6 +323,32 @@ def test_secrets_never_reach_the_code_under_test(tmp_path):
     assert "HARNESS_WEBHOOK_TEST_PYTORCH_001_URL" not in stdout and "GITHUB_TOKEN" not in stdout
 
 
+def test_a_secret_a_test_finds_elsewhere_is_redacted_from_logs_and_report(tmp_path):
+    """The child never gets the variable, but a test may read the value from somewhere else (here a
+    file): what the selector wrote is checked for the harness's secret values before publishing."""
+    project = SampleProject(tmp_path)
+    url = SECRETS["HARNESS_WEBHOOK_TEST_PYTORCH_001_URL"]
+    (tmp_path / "leak.txt").write_text(url)
+    project.write("tests/test_leak.py", f"""
+        import pathlib, sys
+        def test_reads_a_file():
+            value = pathlib.Path({str(tmp_path / "leak.txt")!r}).read_text()
+            print("found", value)
+            print("found", value, file=sys.stderr)
+            assert value == "", value
+    """)
+    project.catalog({"leak": {"args": ["tests/test_leak.py"]}})
+    result = project.run("--no-history", HARNESS_WEBHOOK_TEST_PYTORCH_001_URL=url)
+    run_dir = result.run_dirs[-1]
+    for path in (p for p in run_dir.rglob("*") if p.is_file()):
+        assert url.encode() not in path.read_bytes(), path
+    stdout = (run_dir / "selectors" / "leak" / "stdout.log").read_text()
+    assert "found [redacted: HARNESS_WEBHOOK_TEST_PYTORCH_001_URL]" in stdout
+    assert "secret value of HARNESS_WEBHOOK_TEST_PYTORCH_001_URL found in selectors/leak/stdout.log; redacted" in result.report["notes"]
+    assert "[redacted: HARNESS_WEBHOOK_TEST_PYTORCH_001_URL]" in result.selector("leak")["tests"][0]["message"]
+    assert "redacted" in result.stderr
+
+
 def test_a_crafted_report_with_an_impossible_outcome_or_duration_is_never_passed(tmp_path):
     project = SampleProject(tmp_path)
     project.write("tests/test_ok.py", "def test_ok(): pass\n")
