@@ -11,8 +11,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-# Runs whose timings describe the selector's normal work: a failed or crashed run stops early.
-TIMED_STATES = ("passed", "flaky", "skipped")
+# Runs whose timings describe the selector's normal work: a failed or crashed run stops early, and
+# one whose tests did not execute (did_not_run, the older "skipped") did no work at all.
+TIMED_STATES = ("passed", "flaky")
 
 
 @dataclass(frozen=True)

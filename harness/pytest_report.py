@@ -12,7 +12,7 @@ import ast
 import gc
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -343,7 +343,7 @@ def report_problems(report: PytestJsonReport) -> list[str]:
     return problems
 
 
-def skip_groups(tests: list[TestRecord], collectors: list[Collector] = ()) -> list[SkipGroup]:  # type: ignore[assignment]
+def skip_groups(tests: list[TestRecord], collectors: Iterable[Collector] = ()) -> list[SkipGroup]:
     """Skipped tests (and modules skipped at collection) grouped by reason, most frequent first."""
     groups: dict[str, list[str]] = {}
     for test in tests:

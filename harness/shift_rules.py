@@ -26,7 +26,8 @@ from harness.changepoints import InvalidMeasurement, ScanSettings, Shift, check_
 from harness.report_model import Alert, SelectorResult
 from harness.rules import ShiftCondition, Trigger
 
-TIMED = ("passed", "flaky", "skipped")
+# A run whose tests did not execute (did_not_run, and the older "skipped") has no timing to judge.
+TIMED = ("passed", "flaky")
 
 
 @dataclass
