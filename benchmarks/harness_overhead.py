@@ -203,8 +203,21 @@ def main() -> int:
     print(f"  help:  harness --help {helped['help_s']:.3f} s (bare interpreter {helped['bare_python_s']:.3f} s, "
           f"ratio {helped['help_s'] / helped['bare_python_s']:.1f}x); target 0.3 s "
           f"-> {'OK' if helped['help_s'] <= 0.3 else 'OVER'}")
+    detect = bench_detection()
+    print(f"  detect: change points + flaky tests (RT-004, PERF-001, QUAL-002, FLAKY-002) for one run of "
+          f"{detect['tests']} tests against {detect['runs']} recorded runs: {detect['median_s'] * 1000:.0f} ms "
+          f"(part of the run's post-test work above; 1,000 runs x 600 tests: benchmarks/detection.py)")
     print(f"  load average at the end: {_load()}")
     return 0
+
+
+def bench_detection(runs: int = 200, tests: int = 50) -> dict[str, float]:
+    """The history rules' cost for one new run (benchmarks/detection.py measures the large case)."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import detection
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return detection.detection_cost(Path(tmp), {}, runs=runs, tests=tests, rounds=5, quiet=True)
 
 
 def _load() -> str:
