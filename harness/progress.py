@@ -7,6 +7,7 @@ import time
 from typing import TextIO
 
 from harness.runner import ProcessOutcome, ProgressSink, SelectorPlan
+from harness.terminal_text import one_line
 
 
 def _last_line(path, limit: int = 70) -> str:
@@ -19,7 +20,7 @@ def _last_line(path, limit: int = 70) -> str:
             lines = [line for line in handle.read().decode("utf-8", "replace").splitlines() if line.strip()]
     except OSError:
         return ""
-    text = lines[-1].strip() if lines else ""
+    text = one_line(lines[-1].strip()) if lines else ""  # a test's output: shown, never acted on
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -44,7 +45,7 @@ class PlainProgress(ProgressSink):
         self.done = 0
 
     def _say(self, text: str) -> None:
-        print(f"[harness] {text}", file=self.stream, flush=True)
+        print(f"[harness] {one_line(text)}", file=self.stream, flush=True)
 
     def started(self, plan: SelectorPlan) -> None:
         self._say(f"start  {plan.name}: {' '.join(plan.selector.args)}")
@@ -76,6 +77,7 @@ class RichProgress(ProgressSink):
 
     def _table(self):
         from rich.table import Table
+        from rich.text import Text
 
         table = Table(title=f"harness: {len(self.finished_rows)}/{self.total} selectors done", expand=False)
         table.add_column("selector")
@@ -86,7 +88,8 @@ class RichProgress(ProgressSink):
             table.add_row(name, status, wall, "")
         now = time.monotonic()
         for name, (plan, started) in self.running.items():
-            table.add_row(name, "[yellow]running[/]", f"{now - started:.0f} s", _last_line(plan.stdout_path))
+            # A Text, not a markup string: "[/]" in a test's output must not be parsed as markup.
+            table.add_row(name, "[yellow]running[/]", f"{now - started:.0f} s", Text(_last_line(plan.stdout_path)))
         return table
 
     def started(self, plan: SelectorPlan) -> None:

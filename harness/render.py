@@ -11,6 +11,7 @@ from pathlib import Path
 
 from harness.locations import PACKAGE_DIR
 from harness.report_model import SEVERITY_RANK, RunReport, SelectorResult
+from harness.terminal_text import neutralise
 
 TEMPLATES = PACKAGE_DIR / "templates"
 # GitHub caps a step summary at 1 MiB; stay clear of it.
@@ -26,7 +27,7 @@ _STATE_LABEL = {"did_not_run": "did not run", "setup_error": "errored in setup",
 def md_cell(value: object, limit: int = 300) -> str:
     """Text safe inside a Markdown table cell: one line, pipes and angle brackets escaped."""
     text = "" if value is None else str(value)
-    text = re.sub(r"\s*\n\s*", " ⏎ ", text.strip())
+    text = re.sub(r"\s*[\r\n\x0b\x0c\x85\u2028\u2029]+\s*", " ⏎ ", text.strip())  # a lone CR ends a row too
     if len(text) > limit:
         text = text[: limit - 1] + "…"
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|").replace("`", "ʼ")
@@ -103,6 +104,9 @@ def _context(report: RunReport) -> dict:
 
 def render_markdown(report: RunReport, images: list | None = None) -> str:
     text = _environment(False).get_template("summary.md.j2").render(**_context(report), images=images or [])
+    # Markdown is read in terminals too (cat summary.md): no text the tests wrote may carry an
+    # escape sequence or a carriage return into it (the template itself has none).
+    text = neutralise(text, keep="\n\t")
     encoded = text.encode("utf-8")
     if len(encoded) > MAX_SUMMARY_BYTES:
         cut = encoded[: MAX_SUMMARY_BYTES - 200].decode("utf-8", "ignore")

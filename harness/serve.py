@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from harness import process_tree
+from harness.terminal_text import one_line
 from harness.catalog import Catalog
 
 RUN_STOP_GRACE_S = 60.0  # how long a stopped run may take to write its interrupted report
@@ -96,12 +97,41 @@ def schedules(catalog: Catalog, only: list[str] | None = None,
     return table
 
 
+def loopback_host_names(host: str, port: int) -> frozenset[str] | None:
+    """The Host header values a server bound to ``host``:``port`` accepts: the loopback names
+    with and without the port when ``host`` is a loopback address; None (any) otherwise, where
+    the server is reachable by whatever name the network gives it."""
+    import ipaddress
+
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback:
+        return None
+    names = {"localhost", "127.0.0.1", "[::1]", host if ":" not in host else f"[{host}]"}
+    return frozenset({*names, *(f"{name}:{port}" for name in names)})
+
+
 class ReportsHandler(http.server.SimpleHTTPRequestHandler):
     """Static files from the reports folder, restricted to report files; ``/healthz`` as JSON."""
 
     state: ServeState
     log_stream: TextIO
     history: Any = None  # a Path or HistoryURL for /metrics; None: no history, /metrics answers 404
+    # The Host names a request may carry (None: any). On a loopback address only loopback names
+    # are accepted: a web page whose own name was rebound to 127.0.0.1 (DNS rebinding) sends its
+    # own name as Host and gets 403, so it cannot read the reports through the visitor's browser.
+    allowed_hosts: frozenset[str] | None = None
+
+    def parse_request(self) -> bool:
+        if not super().parse_request():
+            return False
+        host = self.headers.get("Host")
+        if self.allowed_hosts is not None and host is not None and host.lower() not in self.allowed_hosts:
+            self.send_error(403, "unexpected Host header (harness serve answers only to its own address)")
+            return False
+        return True
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         if self.path.split("?", 1)[0] == "/metrics":
@@ -175,7 +205,8 @@ class ReportsHandler(http.server.SimpleHTTPRequestHandler):
         super().end_headers()
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's signature
-        self.log_stream.write(f"{_stamp(utc_now())} http {self.address_string()} {format % args}\n")
+        # The request line is the client's text: shown, never acted on by the terminal.
+        self.log_stream.write(f"{_stamp(utc_now())} http {self.address_string()} {one_line(format % args)}\n")
         self.log_stream.flush()
 
 
@@ -204,7 +235,7 @@ class Server:
         self.state = ServeState(started_at=_stamp(now))
 
     def log(self, message: str) -> None:
-        self.log_stream.write(f"{_stamp(utc_now())} {message}\n")
+        self.log_stream.write(f"{_stamp(utc_now())} {one_line(message)}\n")
         self.log_stream.flush()
 
     # -- HTTP -----------------------------------------------------------------------------------
@@ -226,6 +257,7 @@ class Server:
         httpd.daemon_threads = True
         httpd.schedule_view = self._schedule_view  # type: ignore[attr-defined]
         host, port = httpd.server_address[:2]
+        handler.allowed_hosts = loopback_host_names(host, port)
         self.state.url = f"http://{host}:{port}/"
         threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True,
                          name="harness-serve-http").start()

@@ -91,12 +91,14 @@ def handle(args: argparse.Namespace) -> int:
             "notes": notes,
         })
     else:
+        from harness.terminal_text import one_line  # reasons and summaries quote the tests' own text
+
         runtime = "-" if result.runtime_s is None else f"{result.runtime_s:.1f} s ({result.runtime_measure})"
-        print(f"{selector.name}: {result.state.value} ({result.reason}); runtime {runtime}")
+        print(f"{selector.name}: {result.state.value} ({one_line(result.reason)}); runtime {runtime}")
         for alert in alerts:
-            print(f"  {alert.severity.upper():<8} {alert.trigger:<11} {alert.summary}")
+            print(f"  {alert.severity.upper():<8} {alert.trigger:<11} {one_line(alert.summary)}")
         for note in notes:
-            print(f"  note: {note}")
+            print(f"  note: {one_line(note)}")
         for gap in lacks:
             print(f"  not evaluated: {gap}")
         if not alerts:

@@ -90,17 +90,18 @@ def handle(args: argparse.Namespace) -> int:
     )
     outcome = pipeline.execute(request)
     from harness.render import seconds  # after the run: its import must not delay the first test
+    from harness.terminal_text import one_line  # reasons and summaries quote the tests' own text
 
     report = outcome.report
     for warning in outcome.warnings:
-        print(f"harness: warning: {warning}", file=sys.stderr)
+        print(f"harness: warning: {one_line(warning)}", file=sys.stderr)
     if args.json:
         print_json(summary_dict(outcome))
     else:
         for result in report.selectors:
-            print(f"  {result.name:<28} {result.state.value:<17} {seconds(result.runtime_s):>9}  {result.reason or ''}")
+            print(f"  {result.name:<28} {result.state.value:<17} {seconds(result.runtime_s):>9}  {one_line(result.reason or '')}")
         for alert in report.alerts:
-            print(f"  {alert.severity.upper():<8} {alert.trigger:<11} {alert.summary}")
+            print(f"  {alert.severity.upper():<8} {alert.trigger:<11} {one_line(alert.summary)}")
         verdict = "interrupted" if report.run.interrupted else ("gate passed" if report.gate.passed else "gate FAILED")
         print(f"harness: {verdict} ({len(report.alerts)} alerts, exit {outcome.exit_code})")
     where = f"harness: report written to {outcome.directory}/ (summary.md, summary.html, report.json)"
