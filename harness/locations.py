@@ -15,7 +15,8 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 IN_CHECKOUT = (PACKAGE_DIR.parent / "pyproject.toml").is_file()
 REPO_ROOT = PACKAGE_DIR.parent if IN_CHECKOUT else Path.cwd()
 
-DEFAULT_CATALOG = PACKAGE_DIR / "catalog.toml"
+# This repository's catalog in a checkout; an installed harness looks for the project's own.
+DEFAULT_CATALOG = PACKAGE_DIR / "catalog.toml" if IN_CHECKOUT else Path.cwd() / "harness.toml"
 DEFAULT_RULES = REPO_ROOT / "alerts" / "rules.yaml"
 DEFAULT_REPORTS_DIR = REPO_ROOT / "reports"
 HISTORY_FILENAME = "history.sqlite"

@@ -14,7 +14,7 @@ SEVERITIES = ("info", "warning", "medium", "high", "critical")
 
 def add_catalog_options(parser: argparse.ArgumentParser, rules: bool = True) -> None:
     parser.add_argument("--catalog", type=Path, metavar="PATH",
-                        help="selector catalog TOML (default: harness/catalog.toml)")
+                        help="selector catalog TOML (default: harness/catalog.toml in a checkout, ./harness.toml for an installed harness)")
     if rules:
         parser.add_argument("--rules", type=Path, metavar="PATH",
                             help="trigger rules YAML (default: the catalog's `rules`, else alerts/rules.yaml)")

@@ -118,7 +118,7 @@ def foreign_project(root: Path, python: Path) -> SampleProject:
     text = catalog_text({"unit": {"args": ["tests/test_calc.py", "-v"], "owner": "calc-team"},
                          "regression": {"args": ["tests/test_regression.py", "-v"], "owner": "calc-team"}},
                         rules=root / "rules.yaml")
-    project.write("catalog.toml", text.replace('root = "."', f'root = "."\npython = {json.dumps(str(python))}', 1))
+    project.write("harness.toml", text.replace('root = "."', f'root = "."\npython = {json.dumps(str(python))}', 1))
     return project
 
 
@@ -212,11 +212,11 @@ def test_a_foreign_project_in_its_own_pytest_only_environment_is_monitored(tmp_p
     project = foreign_project(tmp_path / "foreign", python)
     env = harness_free_env()
     done = subprocess.run([sys.executable, "-m", "harness", "run", "--cadence", "pr", "--progress", "plain",
-                           "--catalog", str(project.root / "catalog.toml"), "--reports-dir", str(project.reports)],
+                           "--catalog", str(project.root / "harness.toml"), "--reports-dir", str(project.reports)],
                           cwd=project.root, env=env, capture_output=True, text=True, timeout=180, check=False)
     check_run(project, done.returncode, done.stdout, done.stderr, python)
     doctor = subprocess.run([sys.executable, "-m", "harness", "doctor", "--json", "--progress", "none",
-                             "--catalog", str(project.root / "catalog.toml"), "--reports-dir", str(project.reports),
+                             "--catalog", str(project.root / "harness.toml"), "--reports-dir", str(project.reports),
                              "--routes", str(project.root / "routes.yaml")],
                             cwd=project.root, env=env, capture_output=True, text=True, timeout=180, check=False)
     check_doctor(doctor.stdout)
@@ -277,15 +277,13 @@ def test_pip_install_dot_is_the_harness_alone_and_it_monitors_a_foreign_project(
     target_python = target_env / "bin" / "python"
     _pip(target_python, *TARGET_PINS)
     project = foreign_project(tmp_path / "foreign", target_python)
-    # No --reports-dir: an installed harness keeps its reports in the project it runs for (the working
-    # directory), never in site-packages.
-    done = subprocess.run([harness_cli, "run", "--cadence", "pr", "--progress", "plain",
-                           "--catalog", str(project.root / "catalog.toml")],
+    # No --catalog, no --reports-dir: an installed harness reads the project's harness.toml and keeps
+    # the reports in the project it runs for (the working directory), never in site-packages.
+    done = subprocess.run([harness_cli, "run", "--cadence", "pr", "--progress", "plain"],
                           cwd=project.root, env=env, capture_output=True, text=True, timeout=300, check=False)
     check_run(project, done.returncode, done.stdout, done.stderr, target_python)
     assert not list(harness_env.rglob("reports"))
     doctor = subprocess.run([harness_cli, "doctor", "--json", "--progress", "none",
-                             "--catalog", str(project.root / "catalog.toml"),
                              "--routes", str(project.root / "routes.yaml")],
                             cwd=project.root, env=env, capture_output=True, text=True, timeout=300, check=False)
     check_doctor(doctor.stdout)
