@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -124,6 +125,12 @@ def test_cpu_seconds_of_the_whole_tree_are_recorded_beside_the_wall_time(project
     assert cpu["wall_s"] is not None
     # 0.8 s burnt by a grandchild, plus two interpreters starting: the grandchild is counted.
     assert cpu["cpu_s"] >= 0.8
+    db = sqlite3.connect(project.history)
+    try:
+        (recorded,) = db.execute("SELECT cpu_s FROM selector_results WHERE selector = 'cpu'").fetchone()
+    finally:
+        db.close()
+    assert recorded == cpu["cpu_s"]  # the history row carries it beside wall_s
 
 
 def test_a_program_that_cannot_start_is_a_start_error_and_a_signal_is_passed_through(tmp_path):
