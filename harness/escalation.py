@@ -38,10 +38,13 @@ from harness.fix_plan_ledger import append_entry
 from harness.history import HistoryStore
 from harness.locations import REPO_ROOT
 from harness.pytest_report import classify, read_for_classification
-from harness.report_model import GOOD_STATES, Alert, RunReport, SelectorFiles, SelectorResult
+from harness.report_model import DID_NOT_RUN_STATES, GOOD_STATES, Alert, RunReport, SelectorFiles, SelectorResult
 from harness.routes import owners_of
 from harness.rules import RuleSet
 from harness.runner import STOP_GRACE_S, pytest_argv, selector_environment, with_plugin_path
+
+# A reproduction that passed, or whose tests did not execute (skipped), did not reproduce the failure.
+_NOT_REPRODUCED = GOOD_STATES | DID_NOT_RUN_STATES
 
 TRACE_LINES = 120          # of each failing test's longrepr in document.md
 MAX_FAILURES_SHOWN = 5
@@ -117,7 +120,7 @@ class Reproduction:
             "selector": self.result.name,
             "state": self.result.state.value,
             "reason": self.result.reason,
-            "reproduced": self.result.state not in GOOD_STATES,
+            "reproduced": self.result.state not in _NOT_REPRODUCED,
             "runtime_s": self.result.runtime_s,
             "wall_s": self.result.wall_s,
             "exit_code": self.result.exit_code,
@@ -492,7 +495,7 @@ def reproduce(request: ReproduceRequest) -> Reproduction:
         final, folder = _free_final(request.plans_root, initiative, stamp)
         diff = compare(result, good, staging)
         command = reproduction_command(selector, catalog.root)
-        reproduced = result.state not in GOOD_STATES
+        reproduced = result.state not in _NOT_REPRODUCED
         rel_final = _relative(final, catalog.root)
         context = {
             "stamp": folder, "selector": selector, "result": result, "alerts": alerts, "primary": primary,
