@@ -107,7 +107,7 @@ def test_skip_reasons_of_a_passing_selector_are_grouped_and_counted(tmp_path):
         def test_runs(): pass
         @pytest.mark.parametrize("n", range(3))
         def test_gpu(n): pytest.skip("CUDA GPU required")
-        @pytest.mark.skip(reason="slow")
+        @pytest.mark.skip(reason="slow | <b>needs</b> a cluster")
         def test_slow(): pass
     """)
     project.catalog({"mixed": {"args": ["tests/test_mixed.py"]}})
@@ -115,9 +115,14 @@ def test_skip_reasons_of_a_passing_selector_are_grouped_and_counted(tmp_path):
     assert result.returncode == 0
     mixed = result.selector("mixed")
     assert mixed["state"] == "passed"
-    assert [(g["reason"], g["count"]) for g in mixed["skips"]] == [("CUDA GPU required", 3), ("slow", 1)]
+    assert mixed["reason"] == "1 passed, 4 skipped — 3× CUDA GPU required; 1× slow | <b>needs</b> a cluster"
+    assert [(g["reason"], g["count"]) for g in mixed["skips"]] == [
+        ("CUDA GPU required", 3), ("slow | <b>needs</b> a cluster", 1)]
     summary = (result.run_dirs[-1] / "summary.md").read_text()
-    assert "| `mixed` | 3 | CUDA GPU required |" in summary and "| `mixed` | 1 | slow |" in summary
+    assert "| `mixed` | 3 | CUDA GPU required |" in summary
+    assert "| `mixed` | 1 | slow \\| &lt;b&gt;needs&lt;/b&gt; a cluster |" in summary  # untrusted text escaped
+    html = (result.run_dirs[-1] / "summary.html").read_text()
+    assert "slow | &lt;b&gt;needs&lt;/b&gt; a cluster" in html and "<b>needs</b>" not in html
 
 
 def test_a_skip_never_resolves_a_failing_alert_a_passing_run_does(tmp_path):
