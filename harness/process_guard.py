@@ -133,6 +133,8 @@ def guard_main(argv: list[str]) -> None:
     except OSError as exc:
         os.write(status_fd, f"error {exc.errno or 0} {exc.strerror or exc}\n".encode())
         os._exit(127)
+    if tearing_down:  # the signal came while the program was being started: it goes too
+        _kill_everything_below(me)
     os.write(status_fd, b"ok\n")
     os.close(status_fd)
 
