@@ -318,6 +318,7 @@ def build_model(cfg: ModelConfig, probe: np.ndarray | None = None) -> PtychoPINN
     Without ``probe`` the model gets a flat placeholder probe: the caller loads weights (which carry
     the real probe and ``sigma``) or sets one with ``model.physics.set_probe``.
     """
+    cfg.require_resolved("build_model")  # N = 0 ("from the data") must be resolved by now
     if probe is None:
         probe = np.ones((cfg.N, cfg.N), np.complex64)
     model = PtychoPINN(cfg, probe)

@@ -106,3 +106,8 @@ def test_save_outputs_writes_the_reconstruction_and_refuses_half_of_it(tmp_path)
     with pytest.raises(ValueError, match="amplitude and phase must both be given"):
         components.save_outputs(amplitude, None, {}, tmp_path / "p")
     assert not (tmp_path / "p").exists()
+
+
+def test_a_model_of_unresolved_size_is_not_built():
+    with pytest.raises(ValueError, match=r"^N: 0 \(take it from the data\) is not resolved at build_model"):
+        build_model(ModelConfig(N=0))
