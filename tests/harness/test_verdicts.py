@@ -430,3 +430,22 @@ def test_fixture_names_come_from_the_longrepr(longrepr, name):
     assert fixture_name(longrepr) == name
     assert skip_reason("('/p/t.py', 15, 'Skipped: CUDA GPU required')") == "CUDA GPU required"
     assert skip_reason("('/p/t.py', 15, \"Skipped: it's slow\")") == "it's slow"
+
+
+def test_a_rules_file_without_a_did_not_run_trigger_says_so_in_the_notes(tmp_path):
+    project = _gpu_project(tmp_path)
+    rules = project.write("rules.yaml", """
+        version: 1
+        triggers:
+          - id: TEST-001
+            title: A test failed
+            severity: high
+            owner: selector
+            sla: "<24 hours"
+            when:
+              outcome: [failed, error]
+    """)
+    result = project.run("--no-history", "--rules", str(rules))
+    assert result.returncode == 0  # the project's own rules decide the gate...
+    assert any(note.startswith("integration did not run (1 skipped — CUDA GPU required) and no trigger in rules.yaml")
+               for note in result.report["notes"])  # ...but the report does not keep quiet about it
