@@ -20,6 +20,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ptycho.probe import single_probe
 from ptycho.raw_data import GroupedData
 
 __all__ = ["PtychoDataContainer", "load", "model_inputs_from_legacy", "legacy_patches"]
@@ -59,9 +60,7 @@ def load(
         raise TypeError(
             f"load: the callback must return RawData.generate_grouped_data(...)'s GroupedData, got {type(grouped).__name__}"
         )
-    from ptycho.probe import _as_probe
-
-    probe = _as_probe(probeGuess)
+    probe = single_probe(probeGuess)
     if probe.shape != (grouped.N, grouped.N):
         raise ValueError(f"probeGuess: shape {probe.shape} does not match the {grouped.N} x {grouped.N} patterns")
     local = np.transpose(grouped.offsets, (0, 2, 1))[:, None]  # (B, C, 2) -> (B, 1, 2, C)

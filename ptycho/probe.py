@@ -11,10 +11,12 @@ import numpy as np
 
 from ptycho import params
 
-__all__ = ["set_probe_guess", "get_probe"]
+__all__ = ["set_probe_guess", "get_probe", "single_probe"]
 
 
-def _as_probe(probe: np.ndarray) -> np.ndarray:
+def single_probe(probe: np.ndarray) -> np.ndarray:
+    """One coherent probe, complex64 (N, N), from (N, N), a one-mode stack (1, N, N) or the
+    legacy TF layout (N, N, 1); anything else is refused."""
     p = np.asarray(probe)
     if p.ndim == 3 and 1 in (p.shape[0], p.shape[-1]):
         # (1, N, N) from ptychodus's mode stack, (N, N, 1) from the legacy TF layout.
@@ -37,7 +39,7 @@ def set_probe_guess(X_train: np.ndarray | None = None, probe_guess: np.ndarray |
         raise ValueError(
             "set_probe_guess: probe_guess is required; estimating a probe from X_train is not implemented"
         )
-    probe = _as_probe(probe_guess)
+    probe = single_probe(probe_guess)
     n = int(params.get("N"))
     if probe.shape != (n, n):
         raise ValueError(
