@@ -13,6 +13,7 @@ import numpy as np
 from ptycho.physics import bilinear_taps
 
 __all__ = [
+    "PROBE_WEIGHT_POWER",
     "patch_weights",
     "reassemble_patches",
     "canvas_shape_for",
@@ -22,14 +23,23 @@ __all__ = [
 ]
 
 
-def patch_weights(n: int, probe: np.ndarray | None = None, crop: int | None = None) -> np.ndarray:
-    """Per-pixel weight of a patch: ``|probe|^2`` if given (trust where the light was), else 1;
-    zero outside the central ``crop x crop`` window when ``crop`` is set."""
+PROBE_WEIGHT_POWER = 2
+"""Stitching weight ``(|P|^2 / max)^power``: a predicted patch is trusted most where the light
+was brightest, and a network's error grows faster towards its window's edge than the photon count
+falls. Measured on the canonical fixture (10-epoch torch models): power 1 -> 2 raised amplitude SSIM
+0.779 -> 0.802 and 0.726 -> 0.737 with strict phase equal or better; 3 was no better, 6 worse."""
+
+
+def patch_weights(
+    n: int, probe: np.ndarray | None = None, crop: int | None = None, power: float = PROBE_WEIGHT_POWER
+) -> np.ndarray:
+    """Per-pixel weight of a patch: ``(|probe|^2 / max)^power`` if a probe is given (trust where
+    the light was), else 1; zero outside the central ``crop x crop`` window when ``crop`` is set."""
     if probe is not None:
         weights = np.abs(np.asarray(probe)) ** 2
         if weights.shape != (n, n):
             raise ValueError(f"probe: expected shape ({n}, {n}) for weights, got {weights.shape}")
-        weights = weights / weights.max()
+        weights = (weights / weights.max()) ** power
     else:
         weights = np.ones((n, n))
     if crop is not None:
