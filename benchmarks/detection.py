@@ -97,7 +97,7 @@ def engine_episodes(values, rules: RuleSet, selector, workdir: Path, tag: str, c
             run = SyntheticRun(runtime_s=float(value), cpu_s=None if cpu is None else float(cpu[index]),
                                sha=f"{index:07x}".ljust(40, "0"), tests=tests(index) if tests else {})
             report = record(store, rules, selector, run, index, thresholds)
-            now = {f"{a.trigger}|{a.nodeid or ''}" for a in report.alerts}
+            now = {f"{a.trigger}|{a.nodeid or ''}|{a.fingerprint}" for a in report.alerts}
             for key in now - previous:
                 starts.setdefault(key, []).append(index)
             previous = now
@@ -264,7 +264,7 @@ def flaky_scenario(trials: int, runs: int, workdir: Path, results: dict) -> None
 
         starts = engine_episodes(np.full(runs, 20.0), rules, selector, workdir, f"k{trial}", tests=tests)
         for node in flagged:
-            first = starts.get(f"FLAKY-002|{node}")
+            first = sorted(s for key, ss in starts.items() if key.startswith(f"FLAKY-002|{node}|") for s in ss)
             flagged[node].append(first[0] + 1 if first else None)
         for node, d in draws.items():
             fails = np.flatnonzero(d)

@@ -78,10 +78,10 @@ def shift_alerts(trigger: Trigger, selector: Selector, result: SelectorResult, c
         series = _test_series(cond, result, runs, base, ctx)
     else:
         series = _figure_series(cond, selector, result, runs, base, ctx)
-    from harness.evaluation import fingerprint
-
     alerts = []
-    judged: set[str] = set()
+    judged: set[tuple[str | None, str]] = set()
+    # The open change of each series (at most one: a newer change replaces it).
+    open_by_series = {(evidence.get("nodeid"), str(evidence.get("subject"))): evidence for evidence in open_changes.values()}
     # Series scanned together share their settings (one matrix per direction).
     groups: dict[ScanSettings, list[Series]] = defaultdict(list)
     for item in series:
@@ -90,32 +90,40 @@ def shift_alerts(trigger: Trigger, selector: Selector, result: SelectorResult, c
         matrix = np.array([item.values for item in items], dtype=float)
         fires, shifts = scan(matrix, settings)
         for row, item in enumerate(items):
-            fp = fingerprint(trigger.id, result.name, item.nodeid, item.subject)
-            judged.add(fp)
+            judged.add((item.nodeid, item.subject))
             current = item.values[-1]
-            evidence: dict[str, Any] | None = None
-            change = (open_changes.get(fp) or {}).get("change")
-            if change and int(change.get("first_run_id", 0)) > after_id:
+            found = _change(shifts[row], runs, item) if fires[row] and shifts[row] is not None else None
+            change = (open_by_series.get((item.nodeid, item.subject)) or {}).get("change")
+            if change and int(change.get("first_run_id", 0)) <= after_id:
+                change = None  # a baseline accepted after its onset: the new level is the norm
+            further = None
+            if change and found and found["first_run_id"] > int(change["first_run_id"]) \
+                    and _moved(float(found["after"]), float(change["after"]), settings) >= settings.min_change:
+                further = _further_change(item, runs, change, shifts[row], settings)
+            if further is not None:
+                change = further  # a further change after the open one: a new alert replaces it
+            elif change:
                 recent = [v for v in item.values if not math.isnan(v)][-settings.min_run_length:]
-                if still_shifted(recent, float(change["before"]), settings):
-                    evidence = {"change": change}
-            elif fires[row] and shifts[row] is not None:
-                evidence = {"change": _change(shifts[row], runs, item)}
-            if evidence is None:
+                if not still_shifted(recent, float(change["before"]), settings):
+                    continue  # the series returned: the alert resolves
+            else:
+                change = found
+            if change is None:
                 continue
-            change = evidence["change"]
-            evidence.update({"series": item.key, "subject": item.subject, "latest": round(current, 6), "host_key": host})
+            evidence: dict[str, Any] = {"change": change, "series": item.key, "subject": item.subject,
+                                        "latest": round(current, 6), "host_key": host}
             if per_host:
                 evidence["runtime_s"] = round(current, 6)  # marks it as bound to this host (history._resolve)
             summary = _summary(result.name, item, change)
             evidence["line"] = summary
             evidence["headline"] = (f"{item.label} {float(change['change_pct']):+.0f} % ({_fmt(change['before'], item.unit)} → "
                                     f"{_fmt(change['after'], item.unit)}) since {change['first_sha']}")
-            alerts.append(_alert(trigger, selector, result, summary, evidence, nodeid=item.nodeid, subject=item.subject))
-    for fp, evidence in open_changes.items():
+            alerts.append(_alert(trigger, selector, result, summary, evidence, nodeid=item.nodeid,
+                                 subject=_alert_subject(item.subject, change)))
+    for key, evidence in open_by_series.items():
         # An open change this run could not judge (the test failed or was not run, the runtime
         # was not a measurement) neither resolves nor moves. One on another host is not ours.
-        if fp in judged or evidence.get("host_key") != host:
+        if key in judged or evidence.get("host_key") != host:
             continue
         change = evidence.get("change") or {}
         if int(change.get("first_run_id", 0)) > after_id:
@@ -123,15 +131,58 @@ def shift_alerts(trigger: Trigger, selector: Selector, result: SelectorResult, c
     return alerts
 
 
+def _further_change(item: Series, runs: list[history_series.RunPoint], change: dict[str, Any], shift: Shift,
+                    settings: ScanSettings) -> dict[str, Any] | None:
+    """Where a further change starts, judged only by the runs since the open change's onset (the
+    scan's reference still mixes the levels before and after it): the split of those runs whose
+    two sides differ most (binary segmentation), if the later side moved by ``min_change``."""
+    first_id = int(change["first_run_id"])
+    start = next((index for index, run in enumerate(runs) if run.run_id >= first_id), len(runs))
+    values = np.array(item.values[start:], dtype=float)
+    keep = ~np.isnan(values)
+    positions, values = np.flatnonzero(keep) + start, values[keep]
+    if len(values) < 3:
+        return None
+    y = np.log(values) if settings.transform == "log" else values
+    best, split = -1.0, 0
+    for p in range(1, len(y) - 1):  # at least two runs after the split
+        score = abs(y[p:].mean() - y[:p].mean()) * math.sqrt(p * (len(y) - p) / len(y))
+        if score > best:
+            best, split = score, p
+    before, after = float(np.median(values[:split])), float(np.median(values[split:]))
+    if _moved(after, before, settings) < settings.min_change:
+        return None
+    relative = after / before - 1.0 if settings.transform == "log" else (after - before) / max(abs(before), 1e-12)
+    onset = int(positions[split])
+    return _change(Shift(onset=onset, before=before, after=after, change=relative, score=shift.score,
+                         runs_after=len(item.values) - onset), runs, item)
+
+
+def _alert_subject(subject: str, change: dict[str, Any]) -> str:
+    """One alert per change: the series and the run the change was first seen in."""
+    return f"{subject}@{change['first_run']}"
+
+
+def _moved(value: float, reference: float, settings: ScanSettings) -> float:
+    """Relative change of ``value`` against ``reference`` in the rule's direction."""
+    sign = 1.0 if settings.direction == "increase" else -1.0
+    if settings.transform == "log":
+        return sign * (value / reference - 1.0) if reference > 0 else math.inf
+    return sign * (value - reference) / max(abs(reference), 1e-12)
+
+
 def _carried(trigger: Trigger, selector: Selector, result: SelectorResult, evidence: dict[str, Any]) -> Alert:
     from harness.evaluation import _alert
 
     kept = {key: value for key, value in evidence.items() if key not in ("selector", "nodeid", "owner", "sla")}
     summary = str(evidence.get("line") or f"{result.name}: {trigger.title}")
-    return _alert(trigger, selector, result, summary, kept, nodeid=evidence.get("nodeid"), subject=evidence.get("subject"))
+    change = evidence.get("change") or {}
+    subject = _alert_subject(str(evidence.get("subject")), change) if change.get("first_run") else evidence.get("subject")
+    return _alert(trigger, selector, result, summary, kept, nodeid=evidence.get("nodeid"), subject=subject)
 
 
 def _change(shift: Shift, runs: list[history_series.RunPoint], item: Series) -> dict[str, Any]:
+    """The evidence of a change: medians, significance, its first run and the commit range."""
     first = runs[shift.onset] if shift.onset < len(runs) else None
     last_good = runs[shift.onset - 1] if 0 < shift.onset <= len(runs) else None
     first_sha, good_sha = short_sha(first.git_sha if first else None), short_sha(last_good.git_sha if last_good else None)

@@ -362,3 +362,13 @@ def test_the_pr_gate_judges_prs_against_main_history_and_saves_only_main_runs():
     assert save["with"]["key"] == restore["with"]["key"] and "runner.os" in save["with"]["key"]
     assert "github.event_name == 'push'" in save["if"]  # a pull request never writes main's history
     assert workflow["concurrency"]["cancel-in-progress"] == "${{ github.event_name == 'pull_request' }}"
+
+
+def test_a_further_change_after_an_open_one_is_a_new_alert(store):
+    rng = np.random.default_rng(14)
+    runtimes = np.r_[noisy(rng, 20, 0.02), noisy(rng, 12, 0.02, step=0.3, at=0), noisy(rng, 12, 0.02, step=1.0, at=0)]
+    reports = drive(store, runtimes)
+    changes = {a.evidence["change"]["first_run"]: a.fingerprint for r in reports for a in fired(r, "RT-004")}
+    assert list(changes) == ["run-00020", "run-00032"] and len(set(changes.values())) == 2
+    assert "RT-004" in [r.trigger for r in reports[min(i for i, r in enumerate(reports) if any(
+        a.evidence["change"]["first_run"] == "run-00032" for a in fired(r, "RT-004")))].resolved]
