@@ -170,7 +170,7 @@ def scan(matrix: np.ndarray, settings: ScanSettings) -> tuple[np.ndarray, list[S
         k, center = int(best_k[row]), float(best_center[row])
         # The scan's shortest stretch may start a run or two early (min_run_length, agreement):
         # the onset is the first run nearer the new level than the old one.
-        while k > 1:
+        while k > 2:  # a change is never dated to this run alone
             post = y[row, n - k:]
             level = float(np.median(post))
             if abs(post[0] - center) >= abs(post[0] - level):
