@@ -23,7 +23,8 @@ from webhook_receiver import Receiver, Reply, closed_port_url
 from harness import alerting
 from harness.alert_state import AlertStore, now_utc
 from harness.history import HistoryStore
-from harness.report_model import Alert, Counts, Gate, GitInfo, HostInfo, RunInfo, RunReport, SelectorResult
+from harness.report_model import (Alert, Counts, Gate, GitInfo, HostInfo, RunInfo, RunReport, SelectorResult, StageTimes,
+                                  TestRecord)
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "whsec_" + base64.b64encode(b"delivery-test-signing-key-32byte").decode()
@@ -80,7 +81,8 @@ class World:
         self.env = {"T_TEAM_URL": receiver.url("/team"), "T_TEAM_SECRET": SECRET, "T_CHAT_URL": receiver.url("/chat")}
         self.runs = 0
 
-    def run(self, alerts: list[Alert], *, cadence: str = "nightly", state: str = "failed") -> alerting.NotifyOutcome:
+    def run(self, alerts: list[Alert], *, cadence: str = "nightly", state: str = "failed",
+            skipped: bool = False) -> alerting.NotifyOutcome:
         self.runs += 1
         key = f"2025010{self.runs}T030000Z-{cadence}"
         report = RunReport(
@@ -90,8 +92,8 @@ class World:
                         host=HostInfo(hostname="h", host_key="h", platform="linux"), versions={}),
             gate=Gate(passed=not alerts, fail_on="high", exit_code=int(bool(alerts))),
             selectors=[SelectorResult(name="integration", title="I", owner="TEST-PYTORCH-001", argv=[], env={},
-                                      state=state if alerts else "passed", runtime_s=30,
-                                      counts=Counts(total=1, collected=1))],
+                                      state=state if alerts else "did_not_run" if skipped else "passed", runtime_s=30,
+                                      counts=Counts(total=1, collected=1), tests=[self._test(alerts, skipped)])],
             alerts=alerts,
         )
         run_dir = self.tmp / "reports" / key
@@ -100,6 +102,16 @@ class World:
             report.resolved = resolved
             (run_dir / "report.json").write_text(report.to_json(), encoding="utf-8")
         return alerting.after_run(report, run_dir, self.history, environ=self.env, routes_file=self.routes)
+
+    @staticmethod
+    def _test(alerts: list[Alert], skipped: bool = False) -> TestRecord:
+        """The selector's one test, executed unless ``skipped``: it failed in its call when an alert
+        names it. Only a run whose tests executed can resolve an alert."""
+        if skipped:
+            return TestRecord(nodeid=NODE, outcome="skipped", durations=StageTimes(setup=0.01, teardown=0.01))
+        failed = any(a.nodeid == NODE for a in alerts)
+        return TestRecord(nodeid=NODE, outcome="failed" if failed else "passed",
+                          failed_stage="call" if failed else None, durations=StageTimes(setup=0.1, call=25, teardown=0.1))
 
     def flush(self, **kwargs):
         return alerting.flush(self.history, self.routes, environ=self.env, **kwargs)
@@ -258,6 +270,15 @@ def test_a_resolved_alert_that_was_never_sent_sends_nothing(world):
     world.run([alert()])
     outcome = world.run([])
     assert outcome.planned.resolved == 0 and world.receiver.requests == []
+
+
+def test_a_skipped_run_sends_no_resolved_the_next_executed_run_does(world):
+    world.run([alert()])
+    world.receiver.requests.clear()
+    skipped = world.run([], skipped=True)
+    assert skipped.planned.resolved == 0 and world.receiver.requests == []
+    passed = world.run([])
+    assert passed.planned.resolved == 2 and [b["status"] for b in world.bodies()] == ["resolved"]
 
 
 def test_broken_routes_lose_nothing_the_next_flush_plans_in_run_order(world):
