@@ -32,6 +32,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
 from harness.catalog import Catalog
+from harness.states import DID_NOT_RUN_STATES, GOOD_STATES as GOOD_SELECTOR_STATES, STATE_LABELS, UNTIMED_STATES
 from harness.thresholds import Thresholds, resolve_thresholds
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
@@ -44,7 +45,9 @@ RECENT_RUNS = 25
 TREND_POINTS = 40
 CHART_SIZE_IN = (6.4, 2.4)
 LEGEND_COLUMNS = 3
-GOOD_STATES = {"passed", "skipped"}
+GOOD_STATES = {str(state) for state in GOOD_SELECTOR_STATES}  # a chart point in any other state is marked
+# A chart plots runs whose runtime measured the code under test, as the runtime rules judge them.
+UNTIMED = tuple(sorted(str(state) for state in UNTIMED_STATES))
 THRESHOLD_STYLE = {  # name -> (colour, label)
     "critical": ("#c62828", "critical (RT-001)"),
     "warning": ("#ef6c00", "warning (RT-002)"),
@@ -64,6 +67,22 @@ class SelectorTile:
     counts: dict[str, int]
     triggers: list[str]
     summary_href: str | None
+    reason: str | None = None  # why the state is what it is (history's words: "1 skipped — CUDA GPU required")
+
+    @property
+    def label(self) -> str:
+        """The state as a reader says it ("did not run", "errored in setup")."""
+        return STATE_LABELS.get(self.state, self.state)
+
+    @property
+    def kind(self) -> str:
+        """The tile's colour: only ``passed`` is good; a selector whose tests never executed is
+        neither good nor a failure of the code, and says so in its own colour."""
+        if self.state in GOOD_STATES:
+            return "good"
+        if self.state == "flaky":
+            return "flaky"
+        return "did-not-run" if self.state in DID_NOT_RUN_STATES else "bad"
 
 
 @dataclass
@@ -204,7 +223,7 @@ def collect(store: Any, reports_dir: Path, catalog: Catalog | None = None, *,
     data = DashboardData(generated_at=now, history_label=history_label)
 
     latest = _rows(store, """
-        SELECT sr.selector, sr.state, sr.runtime_s, sr.total, sr.passed, sr.failed, sr.error, sr.skipped,
+        SELECT sr.selector, sr.state, sr.reason, sr.runtime_s, sr.total, sr.passed, sr.failed, sr.error, sr.skipped,
                sr.xfailed, sr.rerun, r.run_key, r.cadence, r.started_at, r.id AS run_id, r.host_key
         FROM selector_results AS sr JOIN runs AS r ON r.id = sr.run_id
         WHERE sr.state <> 'not_run'
@@ -222,7 +241,7 @@ def collect(store: Any, reports_dir: Path, catalog: Catalog | None = None, *,
             name=name, title=title, state=row["state"], run_key=row["run_key"], cadence=row["cadence"],
             started_at=row["started_at"], runtime_s=row["runtime_s"],
             counts={k: int(row[k] or 0) for k in ("total", "passed", "failed", "error", "skipped", "xfailed", "rerun")},
-            triggers=triggers, summary_href=_summary_href(reports_dir, row["run_key"]),
+            triggers=triggers, summary_href=_summary_href(reports_dir, row["run_key"]), reason=row["reason"],
         ))
 
     data.reconstructions = reconstruction_panels(store, reports_dir, [tile.name for tile in data.selectors])
@@ -264,11 +283,11 @@ def collect(store: Any, reports_dir: Path, catalog: Catalog | None = None, *,
             data.open_alerts.append(alert)
 
     for tile in data.selectors:
-        history = _rows(store, """
+        history = _rows(store, f"""
             SELECT sr.runtime_s, r.started_at, r.run_key, r.host_key, sr.state
             FROM selector_results AS sr JOIN runs AS r ON r.id = sr.run_id
-            WHERE sr.selector = ? AND sr.runtime_s IS NOT NULL AND sr.state NOT IN ('not_run', 'interrupted')
-            ORDER BY r.started_at DESC, r.id DESC LIMIT ?""", (tile.name, points))
+            WHERE sr.selector = ? AND sr.runtime_s IS NOT NULL AND sr.state NOT IN ({", ".join("?" * len(UNTIMED))})
+            ORDER BY r.started_at DESC, r.id DESC LIMIT ?""", (tile.name, *UNTIMED, points))
         history.reverse()
         if not history:
             continue

@@ -18,16 +18,12 @@ from typing import Any
 from harness.errors import ConfigError
 from harness.history_schema import MIGRATIONS, latest_version
 from harness.report_model import DID_NOT_RUN_STATES, GOOD_STATES, ResolvedAlert, RunReport, SelectorResult, SelectorState
+from harness.states import UNTIMED_STATES
 
 BUSY_TIMEOUT_S = 60.0
 # Selector states whose results say something about each test (a resolved test alert needs one).
 _TESTS_RAN = GOOD_STATES | {SelectorState.FLAKY, SelectorState.FAILED, SelectorState.SETUP_ERROR}
-# Runs whose time says nothing about the code under test: never started, stopped, or no test
-# body executed (skipped, nothing collected, fixtures or collection failed, a crafted report).
-_NOT_A_RUNTIME = tuple(state.value for state in (
-    SelectorState.NOT_RUN, SelectorState.INTERRUPTED, *sorted(DID_NOT_RUN_STATES), SelectorState.SETUP_ERROR,
-    SelectorState.COLLECTION_ERROR, SelectorState.USAGE_ERROR, SelectorState.REPORT_INVALID,
-))
+_NOT_A_RUNTIME = tuple(sorted(state.value for state in UNTIMED_STATES))
 _NOT_A_RUNTIME_PLACEHOLDERS = ", ".join("?" * len(_NOT_A_RUNTIME))
 
 

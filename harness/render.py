@@ -11,6 +11,7 @@ from pathlib import Path
 
 from harness.locations import PACKAGE_DIR
 from harness.report_model import SEVERITY_RANK, RunReport, SelectorResult
+from harness.states import STATE_LABELS
 from harness.terminal_text import neutralise
 
 TEMPLATES = PACKAGE_DIR / "templates"
@@ -18,10 +19,6 @@ TEMPLATES = PACKAGE_DIR / "templates"
 MAX_SUMMARY_BYTES = 1_000_000
 _SEVERITY_ICON = {"critical": "🔴", "high": "🟠", "medium": "🟡", "warning": "🟡", "info": "🔵"}
 _STATE_ICON = {"passed": "✅", "not_run": "➖", "flaky": "⚠️"}
-# The states as a reader says them; the others read well as they are.
-_STATE_LABEL = {"did_not_run": "did not run", "setup_error": "errored in setup", "collection_error": "collection error",
-                "report_missing": "no report", "report_invalid": "invalid report", "not_run": "not required",
-                "skipped": "did not run", "no_tests": "did not run"}
 
 
 def md_cell(value: object, limit: int = 300) -> str:
@@ -74,7 +71,7 @@ def state_icon(result: SelectorResult) -> str:
 
 
 def state_label(result: SelectorResult) -> str:
-    label = _STATE_LABEL.get(str(result.state), str(result.state))
+    label = STATE_LABELS.get(str(result.state), str(result.state))
     return f"{label} (expected here)" if result.skip_expected else label
 
 

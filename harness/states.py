@@ -40,6 +40,21 @@ class SelectorState(StrEnum):
 GOOD_STATES = frozenset({SelectorState.PASSED})
 # The selector was started but none of its tests executed: skipped, deselected, not collected.
 DID_NOT_RUN_STATES = frozenset({SelectorState.DID_NOT_RUN, SelectorState.SKIPPED, SelectorState.NO_TESTS})
+# Runs whose time says nothing about the code under test: never started, stopped, or no test body
+# executed (skipped, nothing collected, fixtures or collection failed, a crafted report). Runtime
+# rules, baselines and the dashboard's runtime charts leave them out.
+UNTIMED_STATES = frozenset({
+    SelectorState.NOT_RUN, SelectorState.INTERRUPTED, *DID_NOT_RUN_STATES, SelectorState.SETUP_ERROR,
+    SelectorState.COLLECTION_ERROR, SelectorState.USAGE_ERROR, SelectorState.REPORT_INVALID,
+})
+# The states as a reader says them; the others read well as they are.
+STATE_LABELS: dict[str, str] = {
+    SelectorState.DID_NOT_RUN: "did not run", SelectorState.SKIPPED: "did not run", SelectorState.NO_TESTS: "did not run",
+    SelectorState.SETUP_ERROR: "errored in setup", SelectorState.COLLECTION_ERROR: "collection error",
+    SelectorState.REPORT_MISSING: "no report", SelectorState.REPORT_INVALID: "invalid report",
+    SelectorState.NOT_RUN: "not required", SelectorState.INTERNAL_ERROR: "internal error",
+    SelectorState.USAGE_ERROR: "usage error", SelectorState.WARNINGS_EXCEEDED: "warnings exceeded",
+}
 # The outcomes pytest (with pytest-json-report and pytest-rerunfailures) writes for a test;
 # anything else in a report was not written by pytest.
 TEST_OUTCOMES = frozenset({"passed", "failed", "error", "skipped", "xfailed", "xpassed", "rerun"})

@@ -20,7 +20,7 @@ from tiny_project import harness_main, make_project
 from harness import dashboard
 from harness.catalog import load_catalog
 from harness.history import HistoryStore
-from harness.report_model import Alert, Counts, Gate, GitInfo, HostInfo, RunInfo, RunReport, SelectorResult
+from harness.report_model import Alert, Counts, Gate, GitInfo, HostInfo, RunInfo, RunReport, SelectorResult, SelectorState
 
 INJECTED = "<script>document.title='pwned'</script>"
 
@@ -255,6 +255,32 @@ def test_empty_history_renders_a_page_that_says_so(tmp_path: Path) -> None:
     html = index.read_text(encoding="utf-8")
     assert "No runs recorded yet" in html and "No open alerts." in html
     assert not list(tmp_path.glob(".index.*"))  # the temporary file was renamed, not left behind
+
+
+@pytest.mark.parametrize("state", ["did_not_run", "skipped"])  # skipped: how older history rows say it
+def test_a_selector_that_did_not_run_is_shown_as_such_never_as_good(tmp_path: Path, state: str) -> None:
+    reason = "1 skipped — CUDA GPU required <b>"
+    with HistoryStore.open(tmp_path / "history.sqlite") as store:
+        for day in (1, 2, 3):
+            report = _report(day, 40.0 + day)
+            if day == 3:
+                backend = report.selectors[1]
+                backend.state, backend.reason, backend.runtime_s = SelectorState(state), reason, 0.2
+                backend.counts = Counts(total=4, collected=4, skipped=4)
+            with store.recording(report):
+                pass
+        data = dashboard.collect(store, tmp_path, None)
+    tiles = {tile.name: tile for tile in data.selectors}
+    backend, integration = tiles["backend_selection"], tiles["integration"]
+    assert (backend.kind, backend.label, backend.reason) == ("did-not-run", "did not run", reason)
+    assert (integration.kind, integration.label) == ("good", "passed")
+    # The chart plots runtimes that measured the code: the 0.2 s run whose tests never executed is not one.
+    charts = {chart.selector: chart for chart in data.charts}
+    assert charts["backend_selection"].points == 2 and charts["integration"].points == 3
+    html = dashboard.render(data)
+    assert f'class="tile did-not-run" data-selector="backend_selection" data-state="{state}"' in html
+    assert "1 skipped — CUDA GPU required &lt;b&gt;" in html  # the reason, escaped
+    assert 'class="tile good" data-selector="integration"' in html
 
 
 def test_harness_run_regenerates_the_dashboard_and_harness_dashboard_on_demand(tmp_path: Path, monkeypatch,
