@@ -185,6 +185,14 @@ def _change(shift: Shift, runs: list[history_series.RunPoint], item: Series) -> 
     """The evidence of a change: medians, significance, its first run and the commit range."""
     first = runs[shift.onset] if shift.onset < len(runs) else None
     last_good = runs[shift.onset - 1] if 0 < shift.onset <= len(runs) else None
+    if first is not None and first.git_sha:
+        # An onset inside one commit's runs (its noise moved the estimate) is that commit's change:
+        # the range starts at the last run of another commit.
+        earlier = shift.onset - 1
+        while earlier > 0 and runs[earlier].git_sha == first.git_sha:
+            earlier -= 1
+        if earlier >= 0 and runs[earlier].git_sha != first.git_sha:
+            last_good = runs[earlier]
     first_sha, good_sha = short_sha(first.git_sha if first else None), short_sha(last_good.git_sha if last_good else None)
     return {
         "before": round(shift.before, 6), "after": round(shift.after, 6), "change_pct": round(shift.percent, 1),

@@ -372,3 +372,12 @@ def test_a_further_change_after_an_open_one_is_a_new_alert(store):
     assert list(changes) == ["run-00020", "run-00032"] and len(set(changes.values())) == 2
     assert "RT-004" in [r.trigger for r in reports[min(i for i, r in enumerate(reports) if any(
         a.evidence["change"]["first_run"] == "run-00032" for a in fired(r, "RT-004")))].resolved]
+
+
+def test_the_commit_range_reaches_back_to_the_last_run_of_another_commit(store):
+    rules, sel = load_rules(RULES), selector()
+    runtimes = noisy(np.random.default_rng(15), 30, 0.02, step=0.5)
+    commits = [sha(0)] * 18 + [sha(1)] * 12  # the slower commit ran twice before its step showed
+    reports = [record(store, rules, sel, SyntheticRun(runtime_s=float(v), sha=commits[i]), i) for i, v in enumerate(runtimes)]
+    change = fired(reports[-1], "RT-004")[0].evidence["change"]
+    assert change["first_sha"] == sha(1)[:7] and change["last_good_sha"] == sha(0)[:7]
