@@ -452,19 +452,25 @@ def generate_grouped_data(
     n_groups: int | None = None,
     neighbor_count: int | None = None,
     seed: int | None = None,
+    *,
+    N: int | None = None,
+    gridsize: int | None = None,
 ) -> GroupedData:
-    """Group and normalise a scan using ``N`` and ``gridsize`` from the legacy ``params.cfg``.
+    """Group and normalise a scan into groups of ``gridsize**2`` patterns of ``N x N``.
 
-    CONFIG-001: this reads the legacy dict on purpose (it is the legacy entry point): without
-    ``update_legacy_dict`` it groups with the legacy defaults, e.g. one channel where gridsize 2 was
-    configured.
+    The library passes ``N``, ``gridsize`` and ``neighbor_count`` from its configs. What is left
+    out is read from the legacy ``params.cfg`` (CONFIG-001: the legacy entry point, for code that
+    calls ``update_legacy_dict`` first; without it the legacy defaults apply, e.g. one channel where
+    gridsize 2 was meant).
     """
-    gridsize = int(params.get("gridsize"))
-    n = int(params.get("N"))
+    gridsize = int(params.get("gridsize") if gridsize is None else gridsize)
+    n = int(params.get("N") if N is None else N)
     if raw.N != n:
+        where = f"params.cfg['N'] = {n}" if N is None else f"N = {n}"
         raise ValueError(
-            f"{raw.source or '<array>'}: key 'diffraction': expected {n} x {n} patterns (params.cfg['N'] = {n}), "
-            f"found {raw.N} x {raw.N}; configure ModelConfig(N={raw.N}) and call update_legacy_dict first"
+            f"{raw.source or '<array>'}: key 'diffraction': expected {n} x {n} patterns ({where}), "
+            f"found {raw.N} x {raw.N}; configure ModelConfig(N={raw.N})"
+            + (" and call update_legacy_dict first" if N is None else "")
         )
     k = int(neighbor_count if neighbor_count is not None else params.cfg.get("neighbor_count", 4))
     return _group_and_normalise(raw, n, gridsize, k, n_groups, seed)

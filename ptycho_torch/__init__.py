@@ -9,12 +9,7 @@ cryptic error.
 from __future__ import annotations
 
 from ptycho import require_extra  # the shared layer checks its own requirements on import
-
-TORCH_UNAVAILABLE_MESSAGE = (
-    "PyTorch backend selected but torch module unavailable.\n"
-    "Install PyTorch: pip install torch>=2.2\n"
-    "See docs/workflows/pytorch.md for installation guidance."
-)
+from ptycho.backend_interface import TORCH_UNAVAILABLE_MESSAGE  # the brief's §1.3 text, defined once
 
 require_extra("ptycho_torch", {"lightning": "lightning"})
 

@@ -1,9 +1,10 @@
 """Inference with a trained torch model, and the ``python -m ptycho_torch.inference`` CLI.
 
-Loads the saved model directory (manifest + ``checkpoints/last.ckpt``) without Lightning (plain
-torch is enough to run a network, and saves seconds per process), predicts object patches for the
-scan, stitches them into one complex object, and writes ``reconstruction.npz`` plus the amplitude
-and phase PNGs (one image pixel per array element, no figure chrome).
+The model directory (manifest + ``checkpoints/last.ckpt``) is loaded without Lightning (plain torch
+is enough to run a network, and saves seconds per process); :func:`reconstruct` predicts object
+patches for the scan and stitches them into one complex object. The CLI is ``ptycho-infer
+--backend pytorch`` (:func:`ptycho.cli.run_infer`), which writes ``reconstruction.npz`` plus the
+amplitude and phase PNGs (one image pixel per array element, no figure chrome).
 
 Exit codes: 0 success; 2 a user's mistake (missing or invalid file, bad value, a model of the other
 backend), reported as one line on stderr; 1 an unexpected internal error (with traceback).
@@ -15,7 +16,6 @@ import argparse
 import os
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 _T_START = time.perf_counter()
@@ -29,7 +29,6 @@ from ptycho.workflows.reconstruction import (  # noqa: E402 - one writer for eve
     write_reconstruction,
 )
 from ptycho.cli_arguments import UsageError  # noqa: E402
-from ptycho.run_summary import finish, inference_line, write_inference_summary  # noqa: E402
 from ptycho.workflows.reconstruction import stitch_positions as transform_positions  # noqa: E402
 
 __all__ = [
@@ -184,9 +183,11 @@ def reconstruct(
     M: int | None = None,
     timings: dict[str, float] | None = None,
     with_deviance: bool = True,
+    neighbor_count: int | None = None,
 ) -> tuple[Reconstruction, Any]:
-    """Group ``raw`` as the model was configured (CONFIG-001: ``params.cfg`` must hold the model's
-    N and gridsize), predict, stitch. Returns the reconstruction and the grouped data."""
+    """Group ``raw`` with the model's N and gridsize from ``neighbor_count`` nearest neighbours
+    (None: the legacy ``params.cfg['neighbor_count']``), predict, stitch. Returns the
+    reconstruction and the grouped data."""
     from ptycho.raw_data import generate_grouped_data
     from ptycho_torch.network import predicted_size
 
@@ -194,7 +195,9 @@ def reconstruct(
     t = time.perf_counter()
     cfg = network.cfg
     try:
-        grouped = generate_grouped_data(raw, n_groups=n_images, seed=seed)
+        grouped = generate_grouped_data(
+            raw, n_groups=n_images, neighbor_count=neighbor_count, seed=seed, N=cfg.N, gridsize=cfg.gridsize
+        )
     except ValueError as exc:  # too few positions for the model's gridsize, N mismatch
         raise UsageError(f"{raw.source or 'data'}: {exc}") from None
     timings["grouping"] = time.perf_counter() - t
@@ -221,95 +224,22 @@ def reconstruct(
 
 # --------------------------------------------------------------------------- CLI
 
-
-def _parser(prog: str = "python -m ptycho_torch.inference") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=prog,
-        description="Reconstruct an object with a trained PyTorch PtychoPINN model.",
-        epilog="Exit codes: 0 success, 2 a usage or input error (one line on stderr), 1 an internal error.",
-    )
-    from ptycho.cli_arguments import add_inference_arguments
-
-    add_inference_arguments(p)
-    return p
+PROG = "python -m ptycho_torch.inference"
 
 
-def _check_args(args: argparse.Namespace) -> None:
-    from ptycho.raw_data import npz_headers
+def _parser(prog: str = PROG) -> argparse.ArgumentParser:
+    from ptycho.cli import infer_parser
 
-    if args.num_threads < 0:
-        raise UsageError(f"--num_threads: invalid value {args.num_threads}; expected an integer >= 0")
-    for name in ("n_images", "batch_size", "M"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise UsageError(f"--{name}: invalid value {value}; expected an integer >= 1")
-    if args.seed < 0:
-        raise UsageError(f"--seed: invalid value {args.seed}; expected an integer >= 0")
-    if not args.model_path.exists():
-        raise UsageError(f"--model_path: {args.model_path}: no such file or directory")
-    npz_headers(args.test_data)  # DataContractError names the file when it is missing or not an NPZ
-    if args.output_dir.exists() and not args.output_dir.is_dir():
-        raise UsageError(f"--output_dir: {args.output_dir} exists and is not a directory")
-
-
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    """The inference CLI's work; returns the JSON summary."""
-    timings: dict[str, float] = {}
-    t = time.perf_counter()
-    import torch
-
-    from ptycho import params
-    from ptycho.config.config import update_legacy_dict
-    from ptycho.raw_data import RawData
-    from ptycho_torch.model_manager import load_torch_bundle
-
-    timings["imports"] = time.perf_counter() - t
-    device = select_device(args.accelerator)
-    if device.type == "cpu":
-        torch.set_flush_denormal(True)
-        if args.num_threads:
-            torch.set_num_threads(args.num_threads)
-    t = time.perf_counter()
-    bundle = load_torch_bundle(args.model_path, map_location=device)
-    timings["load_model"] = time.perf_counter() - t
-    update_legacy_dict(params.cfg, bundle.inference_config)  # CONFIG-001: before grouping
-    t = time.perf_counter()
-    raw = RawData.from_file(args.test_data)
-    timings["data"] = time.perf_counter() - t
-    if raw.N != bundle.model_config.N:
-        raise UsageError(
-            f"--test_data: {args.test_data}: patterns are {raw.N} x {raw.N} but the model at {args.model_path} "
-            f"was trained for N = {bundle.model_config.N}"
-        )
-    recon, _ = reconstruct(
-        bundle.network, raw, n_images=args.n_images, seed=args.seed, batch_size=args.batch_size, device=device,
-        flip_x=args.flip_x, flip_y=args.flip_y, transpose=args.transpose, M=args.M, timings=timings,
-        with_deviance=not args.no_deviance,
-    )
-    recon.metadata.update(
-        backend="pytorch",
-        model_path=str(args.model_path),
-        checkpoint=str(bundle.checkpoint_path),
-        test_data=str(args.test_data),
-        device=str(device),
-    )
-    paths = write_reconstruction(args.output_dir, recon, timings)
-    timings["total"] = time.perf_counter() - _T_START
-    return write_inference_summary(args.output_dir, backend="pytorch", device=str(device), metadata=recon.metadata,
-                                   paths=paths, timings=timings)
+    return infer_parser(prog, backend=False)
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    """``prog``: the command the user typed (``ptycho-infer`` when it handed over), for errors."""
-    parser = _parser(prog) if prog else _parser()
-    args = parser.parse_args(argv)
+    """``ptycho-infer --backend pytorch`` under this module's name (one workflow,
+    :func:`ptycho.cli.run_infer`, through the backend dispatcher). ``prog``: the command the user
+    typed, for errors."""
+    from ptycho.cli import run_infer
 
-    def work() -> dict[str, Any]:
-        _check_args(args)
-        return run(args)
-
-    return finish(parser.prog, work, lambda summary: inference_line(summary, args.output_dir),
-                  as_json=args.json)
+    return run_infer(argv, prog=prog or PROG, backend="pytorch")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,12 @@ Guarantees, in this order:
    no silent fallback to TensorFlow.
 5. ``results['backend']`` names the backend that produced the results.
 
+``ptycho-train`` / ``ptycho-infer`` (and ``python -m ptycho_torch.train`` / ``.inference``) go
+through :func:`train_with_backend` and :func:`load_model_with_backend`; library callers through
+:func:`run_cdi_example_with_backend` and :func:`load_inference_bundle_with_backend`. Every route
+hands out the backend's :class:`ptycho.backend_interface.Backend` adapter (the ``BACKEND`` of its
+workflow module) only after the checks above.
+
 This module imports neither TensorFlow nor torch at import time.
 """
 
@@ -23,23 +29,18 @@ from types import ModuleType
 from typing import Any
 
 from ptycho import params
+from ptycho.backend_interface import TORCH_UNAVAILABLE_MESSAGE, Backend, LoadedModel, TrainingOptions
 from ptycho.config.config import InferenceConfig, TrainingConfig, legacy_items, update_legacy_dict, validate_backend
 
 __all__ = [
     "TORCH_UNAVAILABLE_MESSAGE",
     "run_cdi_example_with_backend",
     "load_inference_bundle_with_backend",
+    "select_backend",
+    "train_with_backend",
+    "load_model_with_backend",
     "backend_components",
 ]
-
-# The brief's §1.3 text. ``ptycho_torch.TORCH_UNAVAILABLE_MESSAGE`` holds the same words, but that
-# package cannot be imported without torch, so the dispatcher keeps its own copy (a test holds the
-# two equal).
-TORCH_UNAVAILABLE_MESSAGE = (
-    "PyTorch backend selected but torch module unavailable.\n"
-    "Install PyTorch: pip install torch>=2.2\n"
-    "See docs/workflows/pytorch.md for installation guidance."
-)
 
 _TORCH_MODEL_MANAGER = "ptycho_torch.model_manager"
 _COMPONENTS = {
@@ -124,3 +125,35 @@ def load_inference_bundle_with_backend(
     saved = dict(saved)
     saved["backend"] = backend
     return model, saved
+
+
+def select_backend(config: TrainingConfig | InferenceConfig) -> Backend:
+    """The :class:`~ptycho.backend_interface.Backend` adapter of ``config.backend``, after the
+    CONFIG-001 sync; the §1.3 ``RuntimeError`` if it is the PyTorch one and torch is missing."""
+    return backend_components(_sync_and_select(config)).BACKEND
+
+
+def train_with_backend(
+    train_data: Any, test_data: Any, config: TrainingConfig, options: TrainingOptions
+) -> dict[str, Any]:
+    """Train (and save) with ``config.backend``: :meth:`Backend.train`'s results, with
+    ``results['backend']``."""
+    backend = select_backend(config)
+    results = backend.train(train_data, test_data, config, options)
+    results["backend"] = backend.name
+    return results
+
+
+def load_model_with_backend(
+    config: InferenceConfig, accelerator: str = "cpu", num_threads: int = 1
+) -> tuple[Backend, LoadedModel]:
+    """Load ``config.model_path`` with ``config.backend``: the adapter (for
+    :meth:`Backend.reconstruct`) and the loaded model. ``params.cfg`` is synced twice: with
+    ``config`` before routing, then with the loaded model's own config (its N, gridsize and
+    neighbour count), so legacy readers see the model in use."""
+    if config.model_path is None:
+        raise ValueError("model_path: required to load a model")
+    backend = select_backend(config)
+    loaded = backend.load(config.model_path, accelerator, num_threads)
+    update_legacy_dict(params.cfg, loaded.config)
+    return backend, loaded

@@ -6,16 +6,21 @@ NLL of the normalised amplitudes (docs/architecture.md §6, the torch backend's 
 ``{output_dir}/wts.h5.zip``, and with ``do_stitching`` reconstructs the test scan. It returns
 ``(amplitude, phase, results)`` with the torch path's ``results`` keys.
 
-Every entry point syncs ``params.cfg`` itself (CONFIG-001) before grouping, so it is safe on its
-own as well as behind the dispatcher. Nothing here imports torch.
+:class:`TensorFlowBackend` is this backend's implementation of :class:`ptycho.backend_interface.Backend`
+(a thin adapter over the functions below); ``run_cdi_example`` is the shared
+:func:`ptycho.workflows.train_and_reconstruct.train_and_reconstruct` over it. Grouping takes N,
+gridsize and the neighbour count from the configs, not from ``params.cfg``. Nothing here imports torch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import math
+import os
+import sys
 import time
 import weakref
 from pathlib import Path
@@ -26,13 +31,16 @@ from ptycho.tf_runtime import tf  # first: sets TensorFlow's runtime options bef
 import keras
 
 from ptycho import params
-from ptycho.config.config import InferenceConfig, TrainingConfig, update_legacy_dict
+from ptycho.backend_interface import LoadedModel, TrainingOptions
+from ptycho.config.config import InferenceConfig, TrainingConfig
 from ptycho.model import PtychoPINN, build_model, predicted_size, training_loss
 from ptycho import model_manager
 from ptycho.model_manager import load_model, save_model
 from ptycho.physics import poisson_deviance
 from ptycho.raw_data import GroupedData, RawData, generate_grouped_data
+from ptycho.workflows.grouping import ensure_raw_data, group_for_training
 from ptycho.workflows.adam import TorchAdam
+from ptycho.workflows.train_and_reconstruct import train_and_reconstruct
 from ptycho.workflows.reconstruction import (
     Reconstruction,
     canvas_shape_of,
@@ -57,6 +65,8 @@ __all__ = [
     "intensity_scale_of",
     "predict_legacy",
     "save_outputs",
+    "TensorFlowBackend",
+    "BACKEND",
 ]
 
 log = logging.getLogger(__name__)
@@ -65,28 +75,6 @@ log = logging.getLogger(__name__)
 DEFAULT_SEED = 42
 VAL_IMAGES = 64
 PREDICT_BATCH = 256
-
-
-def ensure_raw_data(data: RawData | Path | str | None, what: str) -> RawData | None:
-    """Accept a :class:`RawData` or an NPZ path."""
-    if data is None or isinstance(data, RawData):
-        return data
-    if isinstance(data, (str, Path)):
-        return RawData.from_file(data)
-    raise TypeError(f"{what}: expected RawData or a path to an NPZ file, got {type(data).__name__}")
-
-
-def group_for_training(
-    raw: RawData, config: TrainingConfig | InferenceConfig, n_groups: int | None = None, seed: int | None = None
-) -> GroupedData:
-    """CONFIG-001 grouping: sync ``params.cfg`` first, then group with its N and gridsize."""
-    update_legacy_dict(params.cfg, config)
-    return generate_grouped_data(
-        raw,
-        n_groups=config.n_groups if n_groups is None else n_groups,
-        neighbor_count=config.neighbor_count,
-        seed=seed,
-    )
 
 
 def _signature(model: PtychoPINN) -> tuple[tf.TensorSpec, tf.TensorSpec]:
@@ -133,7 +121,8 @@ def train_cdi_model(
     debug: bool = False,
     save: bool = True,
 ) -> dict[str, Any]:
-    """Group the data (CONFIG-001 first), train, save ``wts.h5.zip`` (unless ``save`` is False).
+    """Group the data (N, gridsize, neighbours from ``config``), train, save ``wts.h5.zip``
+    (unless ``save`` is False).
 
     ``config.model.N = 0`` takes N from the training data. The trained model becomes this process's
     current model (:func:`ptycho.model_manager.save` writes it) and ``params.cfg['intensity_scale']``
@@ -146,14 +135,12 @@ def train_cdi_model(
     ``train_container``/``test_container``, ``train_data``/``test_data``, ``global_step`` and
     ``timings``. ``progress(epoch, nepochs, train_loss, val_loss, seconds)`` runs after every epoch.
     """
-    update_legacy_dict(params.cfg, config)
     train_raw = ensure_raw_data(train_data, "train_data")
     test_raw = ensure_raw_data(test_data, "test_data")
     if train_raw is None:
         raise ValueError("train_data: required for training")
     if not config.model.is_resolved:
         config = dataclasses.replace(config, model=config.model.resolved(train_raw.N))
-        update_legacy_dict(params.cfg, config)
     if train_raw.N != config.model.N:
         raise ValueError(
             f"{train_raw.source or 'train_data'}: patterns are {train_raw.N} x {train_raw.N} but ModelConfig.N is {config.model.N}"
@@ -293,9 +280,10 @@ def reconstruct(
     M: int | None = None,
     timings: dict[str, float] | None = None,
     with_deviance: bool = True,
+    neighbor_count: int | None = None,
 ) -> tuple[Reconstruction, GroupedData]:
-    """Group ``raw`` as the model was configured (``params.cfg`` must hold its N and gridsize,
-    CONFIG-001), predict, and stitch with :func:`ptycho.tf_helper.reassemble_position` (probe
+    """Group ``raw`` with the model's N and gridsize from ``neighbor_count`` nearest neighbours (None:
+    the legacy ``params.cfg['neighbor_count']``), predict, and stitch with :func:`ptycho.tf_helper.reassemble_position` (probe
     intensity weights on the predicted window, patch phase offsets synchronised first;
     docs/architecture.md §10)."""
     from ptycho.stitching import patch_weights, synchronise_patch_phases
@@ -303,7 +291,9 @@ def reconstruct(
     timings = timings if timings is not None else {}
     cfg = model.cfg
     t = time.perf_counter()
-    grouped = generate_grouped_data(raw, n_groups=n_images, seed=seed)
+    grouped = generate_grouped_data(
+        raw, n_groups=n_images, neighbor_count=neighbor_count, seed=seed, N=cfg.N, gridsize=cfg.gridsize
+    )
     timings["grouping"] = time.perf_counter() - t
     t = time.perf_counter()
     amp, phase = predict_object_patches(model, grouped.X, batch_size)
@@ -347,30 +337,14 @@ def run_cdi_example(
     ``obj_tensor_full``, ``recon_amp``, ``recon_phase``, ``global_offsets``, ``poisson_deviance``
     and ``reconstruction``. ``amplitude`` and ``phase`` are None without stitching.
     """
-    update_legacy_dict(params.cfg, config)  # CONFIG-001, before anything reads params.cfg
-    results = train_cdi_model(train_data, test_data, config, save=config.output_dir != UNSET_OUTPUT_DIR)
-    config = results["config"]  # N resolved from the data
-    results["backend"] = "tensorflow"
-    amplitude = phase = None
-    if do_stitching and results.get("test_data") is not None:
-        update_legacy_dict(params.cfg, config)
-        timings: dict[str, float] = {}
-        recon, grouped = reconstruct(
-            results["models"]["diffraction_to_obj"], results["test_data"], flip_x=flip_x, flip_y=flip_y,
-            transpose=transpose, M=M, timings=timings,
-        )
-        amplitude, phase = recon.amplitude, recon.phase
-        results.update(
-            obj_tensor_full=recon.obj,
-            reconstruction=recon,
-            global_offsets=recon.positions,
-            recon_amp=amplitude,
-            recon_phase=phase,
-            poisson_deviance=recon.metadata["poisson_deviance"],
-            reassembly_timings=timings,
-            test_container=grouped,
-        )
-    return amplitude, phase, results
+    # TensorFlow's own device placement and thread pools, as a library call should leave them.
+    options = TrainingOptions(
+        accelerator="auto", num_threads=0, progress=False, save=config.output_dir != UNSET_OUTPUT_DIR
+    )
+    return train_and_reconstruct(
+        BACKEND, train_data, test_data, config, options, do_stitching=do_stitching, flip_x=flip_x, flip_y=flip_y,
+        transpose=transpose, M=M,
+    )
 
 
 def _configs_of(config: TrainingConfig) -> dict[str, Any]:
@@ -415,6 +389,118 @@ def initial_model(model: PtychoPINN, manifest: dict[str, Any]) -> PtychoPINN:
     probe = model.physics.probe.numpy()
     keras.utils.set_random_seed(seed)
     return build_model(model.cfg, probe)
+
+
+
+# --------------------------------------------------------------------------- the Backend adapter
+
+
+def tensorflow_device(accelerator: str) -> str:
+    """The TensorFlow device for ``accelerator``; asking for a GPU that is not visible is an error
+    (a UsageError naming the flag), never a silent fallback."""
+    from ptycho.cli_arguments import UsageError
+
+    if accelerator not in ("cpu", "cuda", "gpu", "auto"):
+        raise UsageError(f"--accelerator: invalid value {accelerator!r}; expected cpu, cuda, gpu or auto")
+    if accelerator == "cpu":
+        return "/CPU:0"
+    if tf.config.list_physical_devices("GPU"):
+        return "/GPU:0"
+    if accelerator == "auto":
+        return "/CPU:0"
+    raise UsageError(
+        f"--accelerator: {accelerator!r} requested but TensorFlow sees no GPU "
+        f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '<unset>')!r})"
+    )
+
+
+def set_cpu_threads(count: int) -> None:
+    """TensorFlow's intra- and inter-op pools (0 keeps TensorFlow's default of every core). They
+    can only be set before its runtime starts; later (a CLI's main used as a library in a process
+    that already ran TensorFlow) the pools are fixed and this says so rather than fail."""
+    if not count or tf.config.threading.get_intra_op_parallelism_threads() == count:
+        return
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(count)
+        tf.config.threading.set_inter_op_parallelism_threads(count)
+    except RuntimeError:
+        print(f"note: TensorFlow already initialised; --num_threads {count} not applied", file=sys.stderr)
+
+
+def _print_epoch(epoch: int, total: int, loss: float, val: float | None, seconds: float) -> None:
+    extra = f", val_loss {val:.5g}" if val is not None else ""
+    print(f"epoch {epoch}/{total}: train_loss {loss:.5g}{extra} ({seconds:.1f} s)", file=sys.stderr, flush=True)
+
+
+def _write_csv_log(output_dir: Path, train_loss: list[float], val_loss: list[float] | None) -> Path:
+    """``{output_dir}/logs/metrics.csv``: the per-epoch losses (what Lightning's CSVLogger writes
+    for the torch backend)."""
+    path = output_dir / "logs" / "metrics.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = ["epoch,train_loss,val_loss"]
+    for i, loss in enumerate(train_loss):
+        val = "" if not val_loss else repr(val_loss[i])
+        rows.append(f"{i},{loss!r},{val}")
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+class TensorFlowBackend:
+    """:class:`ptycho.backend_interface.Backend` for the Keras model: train with
+    :func:`train_cdi_model`, load with :func:`load_inference_bundle`, reconstruct with
+    :func:`reconstruct`, each on the device ``accelerator`` names."""
+
+    name = "tensorflow"
+    training_imports: tuple[str, ...] = ()
+
+    def train(self, train_data: RawData, test_data: RawData | None, config: TrainingConfig,
+              options: TrainingOptions) -> dict[str, Any]:
+        if options.devices != 1 or options.strategy != "auto":
+            raise ValueError(
+                f"devices={options.devices}, strategy={options.strategy!r}: the tensorflow backend trains on one "
+                f"device (devices=1, strategy='auto')"
+            )
+        set_cpu_threads(options.num_threads)
+        device = tensorflow_device(options.accelerator)
+        with tf.device(device):
+            results = train_cdi_model(
+                train_data, test_data, config, seed=options.seed,
+                val_images=options.val_images if test_data is not None else 0,
+                progress=_print_epoch if options.show_progress() else None, debug=options.debug, save=options.save,
+            )
+        if options.csv_logger:
+            history = results["history"]
+            _write_csv_log(Path(config.output_dir), history["train_loss"], history["val_loss"])
+        results.update(
+            model=results["models"]["diffraction_to_obj"], device=device,
+            accelerator="gpu" if "GPU" in device else "cpu", devices=1, strategy="auto", is_global_zero=True,
+        )
+        return results
+
+    def load(self, model_path: Path, accelerator: str = "cpu", num_threads: int = 1) -> LoadedModel:
+        set_cpu_threads(num_threads)
+        device = tensorflow_device(accelerator)
+        with tf.device(device):
+            model, saved = load_inference_bundle(model_path)
+        # The neighbour count training grouped with: the saved inference config (older archives: the
+        # legacy snapshot).
+        inference = (saved["manifest"].get("configs") or {}).get("inference") or {}
+        config = InferenceConfig(
+            model=model.cfg, model_path=Path(model_path), backend=self.name,
+            neighbor_count=inference.get("neighbor_count") or saved.get("neighbor_count"),
+        )
+        return LoadedModel(
+            model=model, config=config, checkpoint=Path(saved["manifest"].get("weights") or model_path),
+            manifest=saved["manifest"], device=device, device_label="gpu" if "GPU" in device else "cpu", saved=saved,
+        )
+
+    def reconstruct(self, model: PtychoPINN, raw: RawData, *, neighbor_count: int, device: Any = None,
+                    **request: Any) -> tuple[Reconstruction, GroupedData]:
+        with tf.device(device) if device else contextlib.nullcontext():  # None: TensorFlow's placement
+            return reconstruct(model, raw, neighbor_count=neighbor_count, **request)
+
+
+BACKEND = TensorFlowBackend()
 
 
 

@@ -7,6 +7,11 @@ asked for (``CUDA_VISIBLE_DEVICES=""`` always means the CPU), deterministic seed
 ``ModelCheckpoint(save_last=True)`` writing ``{output_dir}/checkpoints/last.ckpt``, no logger or a
 CSV one, a progress bar only on a terminal. After training the bundle's ``manifest.json`` is
 written beside the checkpoint.
+
+:class:`TorchBackend` is this backend's implementation of :class:`ptycho.backend_interface.Backend`
+(a thin adapter over the functions below); ``run_cdi_example_torch`` is the shared
+:func:`ptycho.workflows.train_and_reconstruct.train_and_reconstruct` over it. Grouping takes N,
+gridsize and the neighbour count from the configs, not from ``params.cfg``.
 """
 
 from __future__ import annotations
@@ -18,17 +23,19 @@ import os
 import sys
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from ptycho import params
-from ptycho.config.config import InferenceConfig, TrainingConfig, update_legacy_dict
+from ptycho.backend_interface import LoadedModel, TrainingOptions
+from ptycho.config.config import InferenceConfig, TrainingConfig, legacy_items
 from ptycho.model_manifest import TORCH_CHECKPOINT
-from ptycho.raw_data import GroupedData, RawData, generate_grouped_data
+from ptycho.raw_data import GroupedData, RawData
+from ptycho.workflows.grouping import GroupingError, ensure_raw_data, group_for_training
+from ptycho.workflows.train_and_reconstruct import train_and_reconstruct
 from ptycho_torch.config_bridge import to_hyperparameters
 from ptycho_torch.dataloader import grouped_loader
 
@@ -41,6 +48,8 @@ __all__ = [
     "train_cdi_model_torch",
     "_reassemble_cdi_image_torch",
     "run_cdi_example_torch",
+    "TorchBackend",
+    "BACKEND",
 ]
 
 log = logging.getLogger(__name__)
@@ -102,33 +111,6 @@ class TorchExecution:
         if self.progress_bar is not None:
             return self.progress_bar
         return sys.stderr.isatty() and not os.environ.get("CI")
-
-
-def ensure_raw_data(data: RawData | Path | str | None, what: str) -> RawData | None:
-    """Accept a :class:`RawData` or an NPZ path."""
-    if data is None or isinstance(data, RawData):
-        return data
-    if isinstance(data, (str, Path)):
-        return RawData.from_file(data)
-    raise TypeError(f"{what}: expected RawData or a path to an NPZ file, got {type(data).__name__}")
-
-
-class GroupingError(ValueError):
-    """The scan cannot be grouped as configured (too few positions, pattern size mismatch)."""
-
-
-def group_for_training(raw: RawData, config: TrainingConfig, n_groups: int | None = None, seed: int | None = None) -> GroupedData:
-    """CONFIG-001 grouping: sync ``params.cfg`` first, then group with its N and gridsize."""
-    update_legacy_dict(params.cfg, config)
-    try:
-        return generate_grouped_data(
-            raw,
-            n_groups=config.n_groups if n_groups is None else n_groups,
-            neighbor_count=config.neighbor_count,
-            seed=config.subsample_seed if seed is None else seed,
-        )
-    except ValueError as exc:
-        raise GroupingError(f"{raw.source or 'data'}: {exc}") from None
 
 
 def _callbacks_module():
@@ -339,10 +321,9 @@ def train_cdi_model_torch(
     config: TrainingConfig,
     execution: TorchExecution | None = None,
 ) -> dict[str, Any]:
-    """Group the data (CONFIG-001 first) and train; returns :func:`_train_with_lightning`'s results
-    plus the grouped containers."""
+    """Group the data (N, gridsize, neighbours from ``config``) and train; returns
+    :func:`_train_with_lightning`'s results plus the grouped containers."""
     execution = execution or TorchExecution()
-    update_legacy_dict(params.cfg, config)
     train_raw = ensure_raw_data(train_data, "train_data")
     test_raw = ensure_raw_data(test_data, "test_data")
     if train_raw is None:
@@ -379,8 +360,6 @@ def _reassemble_cdi_image_torch(
     ``(recon_amp, recon_phase, results)`` with ``results['obj_tensor_full']`` (the complex object),
     ``results['global_offsets']`` (every stitched patch position), ``results['reconstruction']``.
     """
-    from ptycho_torch.inference import reconstruct
-
     raw = ensure_raw_data(test_data, "test_data")
     if raw is None:
         raise ValueError("test_data: required for reassembly")
@@ -388,14 +367,11 @@ def _reassemble_cdi_image_torch(
         if not train_results or "models" not in train_results:
             raise ValueError("_reassemble_cdi_image_torch: pass network= or train_results with results['models']")
         network = train_results["models"]["diffraction_to_obj"]
-    network = getattr(network, "network", network)  # a LightningModule wraps the plain network
-    update_legacy_dict(params.cfg, config)  # CONFIG-001: grouping below reads params.cfg
     # An InferenceConfig may ask for a subset; after training, the whole test scan is reconstructed.
     n_groups = config.n_groups if isinstance(config, InferenceConfig) else None
-    device = next(network.parameters()).device
     timings: dict[str, float] = {}
-    recon, grouped = reconstruct(
-        network, raw, n_images=n_groups, seed=0, device=device, flip_x=flip_x, flip_y=flip_y,
+    recon, grouped = BACKEND.reconstruct(
+        network, raw, neighbor_count=config.neighbor_count, n_images=n_groups, seed=0, flip_x=flip_x, flip_y=flip_y,
         transpose=transpose, M=M, timings=timings, with_deviance=True,
     )
     results = {
@@ -428,13 +404,85 @@ def run_cdi_example_torch(
     reconstruction (``obj_tensor_full``, ``recon_amp``, ``recon_phase``, ``global_offsets``).
     ``amplitude`` and ``phase`` are None without stitching.
     """
-    update_legacy_dict(params.cfg, config)  # CONFIG-001, before anything reads params.cfg
-    results = train_cdi_model_torch(train_data, test_data, config, execution)
-    results["backend"] = "pytorch"
-    amplitude = phase = None
-    if do_stitching and results.get("test_data") is not None:
-        amplitude, phase, stitched = _reassemble_cdi_image_torch(
-            results["test_data"], config, flip_x, flip_y, transpose, M, train_results=results
+    return train_and_reconstruct(
+        BACKEND, train_data, test_data, config, execution or TorchExecution(), do_stitching=do_stitching,
+        flip_x=flip_x, flip_y=flip_y, transpose=transpose, M=M,
+    )
+
+
+class TorchBackend:
+    """:class:`ptycho.backend_interface.Backend` for the Lightning model: train with
+    :func:`train_cdi_model_torch`, load with :func:`ptycho_torch.model_manager.load_torch_bundle`,
+    reconstruct with :func:`ptycho_torch.inference.reconstruct`.
+
+    ``train`` takes :class:`~ptycho.backend_interface.TrainingOptions` or, for the torch-only
+    settings, a :class:`TorchExecution`. The checkpoint is always written (Lightning writes it while
+    training), so ``TrainingOptions.save`` is not consulted.
+    """
+
+    name = "pytorch"
+    # Loaded by training only (inference runs the plain network): a command imports it up front so
+    # that its timings keep start-up apart from training.
+    training_imports = ("lightning.pytorch",)
+
+    @staticmethod
+    def execution(options: TrainingOptions | TorchExecution) -> TorchExecution:
+        """The TorchExecution ``options`` describe (ValueError names a bad field)."""
+        if isinstance(options, TorchExecution):
+            return options
+        return TorchExecution(
+            accelerator=options.accelerator, devices=options.devices, strategy=options.strategy, seed=options.seed,
+            progress_bar=options.progress, csv_logger=options.csv_logger, val_images=options.val_images,
+            num_threads=options.num_threads, debug=options.debug,
         )
-        results.update(stitched)
-    return amplitude, phase, results
+
+    def train(self, train_data: RawData, test_data: RawData | None, config: TrainingConfig,
+              options: TrainingOptions | TorchExecution) -> dict[str, Any]:
+        execution = self.execution(options)
+        try:
+            accelerator = execution.resolved_accelerator()  # a GPU asked for and not visible: before grouping
+        except ValueError as exc:
+            from ptycho.cli_arguments import UsageError
+
+            raise UsageError(str(exc)) from None
+        results = train_cdi_model_torch(train_data, test_data, config, execution)
+        trainer = results["trainer"]
+        results.update(
+            config=config, model=results["models"]["diffraction_to_obj"], epochs=int(trainer.current_epoch),
+            global_step=int(trainer.global_step), accelerator=accelerator, devices=execution.devices,
+            strategy=execution.strategy, is_global_zero=bool(trainer.is_global_zero),
+        )
+        return results
+
+    def load(self, model_path: Path, accelerator: str = "cpu", num_threads: int = 1) -> LoadedModel:
+        from ptycho_torch.inference import select_device
+        from ptycho_torch.model_manager import load_torch_bundle
+
+        device = select_device(accelerator)
+        if device.type == "cpu":
+            torch.set_flush_denormal(True)  # zero-count pixels: denormals slow the CPU many-fold
+            if num_threads:
+                torch.set_num_threads(num_threads)
+        bundle = load_torch_bundle(model_path, map_location=device)
+        saved = {
+            **legacy_items(bundle.inference_config),
+            "model_config": bundle.model_config,
+            "manifest": bundle.manifest,
+            "hyper_parameters": bundle.hyper_parameters,
+        }
+        return LoadedModel(
+            model=bundle.network, config=bundle.inference_config, checkpoint=Path(bundle.checkpoint_path),
+            manifest=bundle.manifest, device=device, device_label=str(device), saved=saved,
+        )
+
+    def reconstruct(self, model: Any, raw: RawData, *, neighbor_count: int, device: Any = None,
+                    **request: Any) -> tuple[Any, GroupedData]:
+        from ptycho_torch.inference import reconstruct
+
+        network = getattr(model, "network", model)  # a LightningModule wraps the plain network
+        if device is None:
+            device = next(network.parameters()).device
+        return reconstruct(network, raw, neighbor_count=neighbor_count, device=device, **request)
+
+
+BACKEND = TorchBackend()

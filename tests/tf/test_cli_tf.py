@@ -4,7 +4,6 @@ TensorFlow loads, so they run in-process."""
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -118,18 +117,6 @@ def test_inference_mistakes_are_one_line_exit_2(capsys, tiny_npz, tmp_path):
         "--M",
     )
     assert not out.exists()
-
-
-def test_pytorch_backend_without_torch_says_how_to_install(capsys, monkeypatch, tiny_npz, tmp_path):
-    """POLICY-001 on the command line: the brief's message, one line, exit 2, no fallback."""
-    real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real_find_spec(name, *a))
-    for main, argv in (
-        (cli.train_main, ["--backend", "pytorch", "--train_data_file", str(tiny_npz), "--output_dir", str(tmp_path / "t")]),
-        (cli.infer_main, ["--backend", "pytorch", "--model_path", str(tmp_path), "--test_data", str(tiny_npz), "--output_dir", str(tmp_path / "i")]),
-    ):
-        _one_line_error(capsys, main, argv, "PyTorch backend selected but torch module unavailable.", "pip install torch>=2.2")
-    assert not (tmp_path / "t").exists() and not (tmp_path / "i").exists()
 
 
 def test_flags_match_the_torch_command_lines():
