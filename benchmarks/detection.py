@@ -172,7 +172,8 @@ def anchor_starts(python: str, all_values: list[np.ndarray]) -> list[list[int]] 
 
 
 def runtime_scenarios(trials: int, quick: bool, anchor: str | None, workdir: Path, results: dict,
-                      only_cvs: list[float] | None = None, only_kinds: list[str] | None = None) -> None:
+                      only_cvs: list[float] | None = None, only_kinds: list[str] | None = None,
+                      with_ruptures: bool = True) -> None:
     catalog = load_catalog(REPO / "harness" / "catalog.toml")
     selector = catalog.selectors["integration"]
     # One pass through the engine judges both: the fixed rules on the catalog's absolute
@@ -191,12 +192,13 @@ def runtime_scenarios(trials: int, quick: bool, anchor: str | None, workdir: Pat
             n = STEP_AT + AFTER if is_step else STATIONARY_RUNS
             rng = np.random.default_rng(int(cv * 1000) * 100 + int(step * 100) + int(drift * 1000))
             all_values = [series(rng, n, cv, step, drift) for _ in range(trials)]
-            per_method: dict[str, list[list[int]]] = {"fixed": [], "rt004": [], "ruptures": []}
+            per_method: dict[str, list[list[int]]] = {"fixed": [], "rt004": [], **({"ruptures": []} if with_ruptures else {})}
             for i, values in enumerate(all_values):
                 starts = engine_episodes(values, both_rules, selector, workdir, f"e{i}", thresholds="absolute")
                 per_method["fixed"].append(sorted({s for key, ss in starts.items() if not key.startswith("RT-004") for s in ss}))
                 per_method["rt004"].append(sorted({s for key, ss in starts.items() if key.startswith("RT-004") for s in ss}))
-                per_method["ruptures"].append(ruptures_starts(values))
+                if with_ruptures:
+                    per_method["ruptures"].append(ruptures_starts(values))
             if anchor and cv >= 0.10:  # the anchor costs ~1 s per series: the scenarios of the targets
                 got = anchor_starts(anchor, all_values)
                 if got is not None:
@@ -344,14 +346,100 @@ def detection_cost(workdir: Path, results: dict, runs: int = 1000, tests: int = 
     return results["cost"]
 
 
+REPLAY_TEST = """
+WORK = {work}
+
+
+def test_work():
+    total = 0
+    for i in range(WORK):
+        total += i * i % 7
+    assert total >= 0
+"""
+REPLAY_CATALOG = """
+version = 1
+root = "."
+[selectors.work]
+title = "CPU-bound work"
+owner = "bench"
+args = ["tests/test_work.py"]
+[cadences.pr]
+selectors = ["work"]
+"""
+
+
+def replay(runs: int, step_at: int, results: dict, work: int = 1_500_000, step: float = 0.30) -> None:
+    """Real ``harness run``s of a small CPU-bound selector, its work raised by ``step`` in a commit
+    before run ``step_at``; the machine is loaded by whatever else runs on it (the load average is
+    printed). Reports when RT-004 fired and which commit it named."""
+    import shutil
+
+    root = Path(tempfile.mkdtemp(prefix="harness-replay-"))
+    env = {**os.environ, "HARNESS_HOST": "replay-host", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.invalid"]
+
+    def commit(message: str) -> str:
+        subprocess.run([*git, "add", "-A"], cwd=root, check=True, capture_output=True)
+        subprocess.run([*git, "commit", "-qm", message], cwd=root, check=True, capture_output=True)
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, check=True, capture_output=True, text=True).stdout.strip()
+
+    try:
+        (root / "tests").mkdir()
+        (root / "catalog.toml").write_text(REPLAY_CATALOG)
+        (root / "tests" / "test_work.py").write_text(REPLAY_TEST.format(work=work))
+        subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+        shas = [commit("work")]
+        loads, rows = [os.getloadavg()[0]], []
+        argv = [sys.executable, "-m", "harness", "run", "--cadence", "pr", "--jobs", "1", "--progress", "none",
+                "--catalog", str(root / "catalog.toml"), "--reports-dir", str(root / "reports")]
+        for index in range(runs):
+            if index == step_at:
+                (root / "tests" / "test_work.py").write_text(REPLAY_TEST.format(work=int(work * (1 + step))))
+                shas.append(commit("more work"))
+            subprocess.run(argv, cwd=root, env=env, capture_output=True, check=False)
+            loads.append(os.getloadavg()[0])
+            newest = sorted(p for p in (root / "reports").glob("*-pr") if (p / "report.json").exists())[-1]
+            report = json.loads((newest / "report.json").read_text())
+            selector = report["selectors"][0]
+            rt004 = [a for a in report["alerts"] if a["trigger"] == "RT-004"]
+            rows.append({"runtime_s": selector.get("runtime_s"), "cpu_s": selector.get("cpu_s"),
+                         "rt004": rt004[0]["evidence"]["change"] if rt004 else None,
+                         "series": rt004[0]["evidence"].get("series") if rt004 else None})
+            print(f"  run {index + 1:2d}: wall {selector.get('runtime_s') or 0:5.2f} s, CPU {selector.get('cpu_s') or 0:5.2f} s"
+                  f"{'  RT-004 ' + rt004[0]['summary'] if rt004 else ''}", flush=True)
+        changes: dict[str, tuple[int, dict]] = {}  # first run of each change -> (run it was found, change)
+        for i, row in enumerate(rows):
+            if row["rt004"] and row["rt004"]["first_run"] not in changes:
+                changes[row["rt004"]["first_run"]] = (i, row["rt004"])
+        found_before = [(i, c) for i, c in changes.values() if i < step_at]
+        found_after = [(i, c) for i, c in changes.values() if i >= step_at]
+        print(f"\nReplay: {runs} harness runs, CPU work +{step:.0%} in commit {shas[-1][:7]} before run {step_at + 1}; "
+              f"load average {min(loads):.1f}-{max(loads):.1f} (other work on the shared machine; nothing added)")
+        for i, change in found_before + found_after:
+            print(f"  RT-004 change found at run {i + 1}: {change['change_pct']:+.0f} % ({change['before']:.3g} -> "
+                  f"{change['after']:.3g}), commits {change['commit_range']}"
+                  f"{'  <- the injected step' if change['first_sha'] == shas[-1][:7] else '  (not the injected commit)'}")
+        hit = next(((i, c) for i, c in found_after if c["first_sha"] == shas[-1][:7]), None)
+        results["replay"] = {"runs": runs, "step_at": step_at, "step": step, "load_min": min(loads), "load_max": max(loads),
+                             "changes": [{"found_at_run": i + 1, **c} for i, c in found_before + found_after],
+                             "step_found_after_runs": (hit[0] - step_at + 1) if hit else None, "rows": rows}
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=40)
     parser.add_argument("--quick", action="store_true", help="CV 10 %% and 20 %% only, fewer flaky trials")
     parser.add_argument("--anchor-python", metavar="PATH", help="python of a venv with signal-processing-algorithms")
-    parser.add_argument("--only", choices=("runtime", "shared", "flaky", "cost"), action="append")
+    parser.add_argument("--only", choices=("runtime", "shared", "flaky", "cost", "replay"), action="append",
+                        help="parts to run (default: all but replay, which starts real harness runs)")
+    parser.add_argument("--replay-runs", type=int, default=32)
+    parser.add_argument("--replay-work", type=int, default=3_000_000, help="loop iterations of the replay's test")
+    parser.add_argument("--replay-step", type=float, default=0.5, help="relative step of that work")
     parser.add_argument("--cv", type=float, action="append", help="only this noise level (0.1 = 10 %%); repeatable")
     parser.add_argument("--scenario", action="append", help="only this runtime scenario (stationary, +25%%, ...); repeatable")
+    parser.add_argument("--no-ruptures", action="store_true", help="skip the ruptures column")
     parser.add_argument("--json", type=Path, metavar="OUT")
     args = parser.parse_args()
     only = set(args.only or ("runtime", "shared", "flaky", "cost"))
@@ -360,13 +448,16 @@ def main() -> int:
     with tempfile.TemporaryDirectory(dir="/dev/shm" if Path("/dev/shm").is_dir() else None) as tmp:
         workdir = Path(tmp)
         if "runtime" in only:
-            runtime_scenarios(args.trials, args.quick, args.anchor_python, workdir, results, args.cv, args.scenario)
+            runtime_scenarios(args.trials, args.quick, args.anchor_python, workdir, results, args.cv, args.scenario,
+                              not args.no_ruptures)
         if "shared" in only:
             shared_machine_scenario(args.trials, workdir, results)
         if "flaky" in only:
             flaky_scenario(args.trials if not args.quick else min(args.trials, 40), 40, workdir, results)
         if "cost" in only:
             detection_cost(workdir, results)
+        if "replay" in only:
+            replay(args.replay_runs, 20, results, work=args.replay_work, step=args.replay_step)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0
