@@ -125,6 +125,6 @@ class Backend(Protocol):
         device: Any = None,
     ) -> "tuple[Reconstruction, GroupedData]":
         """Group ``raw`` with the model's N and gridsize and ``neighbor_count``, predict, stitch.
-        ``device``: where to run, as in :attr:`LoadedModel.device` (None: where the model is). Grouping or canvas limits the request
-        runs into raise a ValueError naming them."""
+        ``device``: where to run, as in :attr:`LoadedModel.device` (None: where the model is).
+        Grouping or canvas limits the request runs into raise a ValueError naming them."""
         ...

@@ -32,7 +32,7 @@ import keras
 
 from ptycho import params
 from ptycho.backend_interface import LoadedModel, TrainingOptions
-from ptycho.config.config import InferenceConfig, TrainingConfig
+from ptycho.config.config import InferenceConfig, TrainingConfig, legacy_items
 from ptycho.model import PtychoPINN, build_model, predicted_size, training_loss
 from ptycho import model_manager
 from ptycho.model_manager import load_model, save_model
@@ -157,7 +157,6 @@ def train_cdi_model(
 
     debug_log = None
     if debug:
-        from ptycho.config.config import legacy_items
         from ptycho.debug_log import TrainDebugLog
 
         debug_log = TrainDebugLog(config.output_dir, "tensorflow")
@@ -282,10 +281,10 @@ def reconstruct(
     with_deviance: bool = True,
     neighbor_count: int | None = None,
 ) -> tuple[Reconstruction, GroupedData]:
-    """Group ``raw`` with the model's N and gridsize from ``neighbor_count`` nearest neighbours (None:
-    the legacy ``params.cfg['neighbor_count']``), predict, and stitch with :func:`ptycho.tf_helper.reassemble_position` (probe
-    intensity weights on the predicted window, patch phase offsets synchronised first;
-    docs/architecture.md §10)."""
+    """Group ``raw`` with the model's N and gridsize from ``neighbor_count`` nearest neighbours
+    (None: the legacy ``params.cfg['neighbor_count']``), predict, and stitch with
+    :func:`ptycho.tf_helper.reassemble_position` (probe intensity weights on the predicted window,
+    patch phase offsets synchronised first; docs/architecture.md §10)."""
     from ptycho.stitching import patch_weights, synchronise_patch_phases
 
     timings = timings if timings is not None else {}
@@ -357,8 +356,14 @@ def _configs_of(config: TrainingConfig) -> dict[str, Any]:
 
 def save_trained_model(model: PtychoPINN, config: TrainingConfig, extra: dict[str, Any] | None = None) -> Path:
     """Write ``{config.output_dir}/wts.h5.zip`` (Keras weights + manifest naming the backend and
-    the model, training and inference configs)."""
-    return save_model(model, config.output_dir, _configs_of(config), extra)
+    the model, training and inference configs).
+
+    The manifest's legacy record (``params``) is ``params.cfg`` overlaid with ``config``: the
+    training read N, gridsize and the neighbour count from ``config``, whatever the caller left in
+    the legacy dict."""
+    record = {k: v for k, v in params.cfg.items() if getattr(v, "ndim", 0) == 0}  # not the probe array
+    record.update(legacy_items(config))
+    return save_model(model, config.output_dir, _configs_of(config), {**(extra or {}), "params": record})
 
 
 def load_inference_bundle(bundle_dir: Path | str) -> tuple[PtychoPINN, dict[str, Any]]:
