@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from harness.catalog import format_validation_error
 from harness.errors import ConfigError
-from harness.states import SelectorState, Severity
+from harness.states import DID_NOT_RUN_STATES, SelectorState, Severity
 
 ThresholdName = Literal["critical", "warning", "suspicious"]
 Stage = Literal["setup", "call", "teardown", "collect"]  # the phase a test failed in
@@ -258,6 +258,12 @@ class RuleSet(_Strict):
                 return trigger
         raise KeyError(trigger_id)
 
+    @property
+    def has_did_not_run_trigger(self) -> bool:
+        """Whether a trigger of this file names a did-not-run state: the file then decides itself
+        what a selector whose tests never executed means (its severity, scope, owner)."""
+        return any(set(trigger.when.state) & DID_NOT_RUN_STATES for trigger in self.triggers)
+
     def check_selectors(self, known: set[str]) -> list[str]:
         """Scope names that the catalog does not define (a warning: the rule never applies)."""
         problems = []
@@ -266,6 +272,31 @@ class RuleSet(_Strict):
                 if name not in known:
                     problems.append(f"{self.path}: {trigger.id}.scope names selector {name!r}, which the catalog does not define")
         return problems
+
+
+# A mandated selector whose tests never executed (all skipped or deselected, none collected) says
+# nothing about the code under test, so it must not pass a gate quietly, whichever rules file is in
+# force. A file that names none of those states gets this trigger; the catalog's allow_skip and
+# expected_skip_reasons still make a skip expected, and a file's own trigger replaces this one.
+DID_NOT_RUN_TRIGGER = {
+    "id": "HARNESS-002",
+    "title": "Mandated selector did not run",
+    "severity": "high",
+    "owner": "selector",
+    "sla": "<4 hours",
+    "description": ("Built in (the rules file names no trigger for a selector that did not run): every test "
+                    "of the selector was skipped or deselected, or none was collected, and the catalog does "
+                    "not expect that here (allow_skip, expected_skip_reasons)."),
+    "when": {"state": ["did_not_run", "skipped", "no_tests"], "skip_expected": False},
+}
+
+
+def with_did_not_run_trigger(rules: RuleSet) -> RuleSet:
+    """``rules`` with the built-in did-not-run trigger, unless the file has its own (or uses its id:
+    then the evaluation's note says that such a selector does not fail the gate)."""
+    if rules.has_did_not_run_trigger or any(t.id == DID_NOT_RUN_TRIGGER["id"] for t in rules.triggers):
+        return rules
+    return rules.model_copy(update={"triggers": (*rules.triggers, Trigger.model_validate(DID_NOT_RUN_TRIGGER))})
 
 
 def load_rules(path: Path) -> RuleSet:
@@ -294,7 +325,7 @@ def load_rules(path: Path) -> RuleSet:
             if not isinstance(item, dict):
                 raise ConfigError(f"{path}: triggers[{index}]: expected a mapping")
     try:
-        return RuleSet.model_validate({**raw, "path": path})
+        return with_did_not_run_trigger(RuleSet.model_validate({**raw, "path": path}))
     except ValidationError as exc:
         message = format_validation_error(path, exc)
         if isinstance(triggers, list):

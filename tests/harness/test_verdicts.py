@@ -432,20 +432,47 @@ def test_fixture_names_come_from_the_longrepr(longrepr, name):
     assert skip_reason("('/p/t.py', 15, \"Skipped: it's slow\")") == "it's slow"
 
 
-def test_a_rules_file_without_a_did_not_run_trigger_says_so_in_the_notes(tmp_path):
+TEST_001_ONLY = """
+    version: 1
+    triggers:
+      - id: TEST-001
+        title: A test failed
+        severity: high
+        owner: selector
+        sla: "<24 hours"
+        when:
+          outcome: [failed, error]
+"""
+
+
+def test_a_rules_file_without_a_did_not_run_trigger_still_fails_the_gate_on_a_selector_that_did_not_run(tmp_path):
     project = _gpu_project(tmp_path)
-    rules = project.write("rules.yaml", """
-        version: 1
-        triggers:
-          - id: TEST-001
-            title: A test failed
-            severity: high
-            owner: selector
-            sla: "<24 hours"
-            when:
-              outcome: [failed, error]
+    rules = project.write("rules.yaml", TEST_001_ONLY)
+    result = project.run("--no-history", "--rules", str(rules))
+    assert result.returncode == 1  # the built-in HARNESS-002: mandated work that did not run never passes
+    (alert,) = result.alerts(selector="integration")
+    assert (alert["trigger"], alert["severity"], alert["owner"]) == ("HARNESS-002", "high", "TEST-PYTORCH-001")
+    assert alert["evidence"]["skips"] == {"CUDA GPU required": 1}
+    assert result.alerts(selector="backend_selection") == []  # it ran: the built-in trigger stays silent
+    # An expected skip (the catalog's word) passes, as with the full rules file.
+    expected = _gpu_project(tmp_path / "expected", allow_skip=True)
+    rules = expected.write("rules.yaml", TEST_001_ONLY)
+    assert expected.run("--no-history", "--rules", str(rules)).returncode == 0
+
+
+def test_a_rules_file_with_its_own_did_not_run_trigger_decides_and_the_report_notes_a_quiet_one(tmp_path):
+    project = _gpu_project(tmp_path)
+    rules = project.write("rules.yaml", TEST_001_ONLY + """
+      - id: SKIP-001
+        title: Did not run (informational here)
+        severity: info
+        owner: selector
+        sla: "<1 week"
+        scope: {selectors: [backend_selection]}
+        when:
+          state: [did_not_run]
     """)
     result = project.run("--no-history", "--rules", str(rules))
-    assert result.returncode == 0  # the project's own rules decide the gate...
+    assert result.returncode == 0 and result.alerts() == []  # the file's own trigger replaces the built-in one
     assert any(note.startswith("integration did not run (1 skipped — CUDA GPU required) and no trigger in rules.yaml")
                for note in result.report["notes"])  # ...but the report does not keep quiet about it
