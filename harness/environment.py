@@ -12,7 +12,7 @@ import platform
 import shutil
 import socket
 import subprocess
-import sys
+from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
 
@@ -23,9 +23,11 @@ VERSION_PACKAGES = ("torch", "lightning", "tensorflow", "tensorflow-cpu", "numpy
 PIP_SHOW_PACKAGES = ("torch", "lightning", "tensorflow-cpu", "tensorflow")
 
 
-def _run(argv: list[str], cwd: Path | None = None, timeout: float = 30) -> tuple[int, str]:
+def _run(argv: list[str], cwd: Path | None = None, timeout: float = 30,
+         env: Mapping[str, str] | None = None) -> tuple[int, str]:
     try:
-        done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)  # noqa: S603
+        done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False,  # noqa: S603
+                              env=None if env is None else dict(env))
     except (OSError, subprocess.TimeoutExpired) as exc:
         return -1, str(exc)
     return done.returncode, (done.stdout + done.stderr).strip()
@@ -102,23 +104,29 @@ def describe_packages(names: list[str], full: bool = False) -> str:
     return text
 
 
-def _packages_of(python: str, full: bool) -> str:
-    """describe_packages() as seen by ``python``: in this process when it is ours (no second
-    interpreter start), else in a subprocess running the function's own source."""
-    if Path(python).resolve() == Path(sys.executable).resolve():
-        return describe_packages(list(PIP_SHOW_PACKAGES), full)
+def _packages_of(python: str, full: bool, env: Mapping[str, str], cwd: Path) -> str:
+    """describe_packages() as ``python`` sees it with ``env`` in ``cwd`` (where pytest runs: its
+    folder is on the tests' ``sys.path``), asked of that interpreter itself (a subprocess running
+    the function's own source). Never answered in this process: two virtual environments built on
+    one base Python share its resolved binary, and the harness's packages are not the tests'."""
     source = inspect.getsource(describe_packages)
     call = f"{source}\nprint(describe_packages({list(PIP_SHOW_PACKAGES)!r}, {full!r}))"
-    return _run([python, "-c", call], timeout=60)[1]
+    return _run([python, "-c", call], cwd=cwd if cwd.is_dir() else None, timeout=60, env=env)[1]
 
 
-def env_text(python: str, root: Path, full: bool = False, git: GitInfo | None = None) -> str:
+def env_text(python: str, root: Path, full: bool = False, git: GitInfo | None = None,
+             env: Mapping[str, str] | None = None) -> str:
     """The contents of ``env.txt`` (brief §3.5 step 2); ``full`` adds every installed package (weekly).
-    ``git``: the revision when the caller has already asked git (else it is asked here)."""
+    ``git``: the revision when the caller has already asked git (else it is asked here). ``env``:
+    the variables the interpreter is asked with (default: a selector's, without the selector's
+    own); never the harness's secrets, whose values are redacted from the text all the same."""
+    from harness.selector_env import SecretRedactor, interpreter_environment
+
+    env = interpreter_environment(python) if env is None else env
     sections = []
-    _, version = _run([python, "-V"])
+    _, version = _run([python, "-V"], env=env)
     sections.append(f"$ python -V\n{version}")
-    shown = _packages_of(python, full)
+    shown = _packages_of(python, full, env, root)
     sections.append(f"$ pip show {' '.join(PIP_SHOW_PACKAGES)} (from package metadata)\n{shown}")
     if shutil.which("lscpu"):
         _, cpu = _run(["lscpu"])
@@ -129,4 +137,5 @@ def env_text(python: str, root: Path, full: bool = False, git: GitInfo | None = 
     sections.append(f"# platform\n{platform.platform()}\nhost: {socket.gethostname()}")
     git = git if git is not None else git_info(root)
     sections.append(f"# git\nsha: {git.sha}\nbranch: {git.branch}\ndirty: {git.dirty}")
-    return "\n\n".join(sections) + "\n"
+    text, _ = SecretRedactor().redact(("\n\n".join(sections) + "\n").encode("utf-8", errors="replace"))
+    return text.decode("utf-8")

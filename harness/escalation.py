@@ -42,6 +42,7 @@ from harness.report_model import DID_NOT_RUN_STATES, GOOD_STATES, Alert, RunRepo
 from harness.routes import owners_of
 from harness.rules import RuleSet
 from harness.runner import STOP_GRACE_S, pytest_argv, selector_environment, with_plugin_path
+from harness.selector_env import SecretRedactor, redaction_notes
 
 # A reproduction that passed, or whose tests did not execute (skipped), did not reproduce the failure.
 _NOT_REPRODUCED = GOOD_STATES | DID_NOT_RUN_STATES
@@ -111,6 +112,7 @@ class Reproduction:
     command: str
     ledger_entries: list[str]
     exit_code: int
+    notes: list[str] = field(default_factory=list)  # e.g. secret values found in the output and redacted
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -137,6 +139,7 @@ class Reproduction:
             "diff": self.diff,
             "command": self.command,
             "ledger": self.ledger_entries,
+            "notes": self.notes,
         }
 
 
@@ -197,20 +200,26 @@ class TeeOutcome:
     wall_s: float
     timed_out: bool = False
     signal: str | None = None
+    redacted: list[str] = field(default_factory=list)  # variables whose secret values the output held
 
 
 def run_tee(argv: list[str], env: dict[str, str], cwd: Path, log_path: Path, timeout_s: float,
-            echo: TextIO | None) -> TeeOutcome:
+            echo: TextIO | None, redactor: SecretRedactor | None = None) -> TeeOutcome:
     """Run ``argv`` with stdout and stderr merged, written to ``log_path`` and echoed live
     (``| tee failure.log``); the whole process tree is stopped at ``timeout_s`` or on Ctrl-C,
-    the same way the runner stops a selector (harness.process_tree)."""
+    the same way the runner stops a selector (harness.process_tree). With ``redactor``, each
+    line is cleaned of the harness's secret values before it is written or echoed."""
     start = time.monotonic()
+    redacted: dict[str, None] = {}
     with open(log_path, "wb") as log:
         process = process_tree.start_guarded(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
         def pump() -> None:
             assert process.stdout is not None
             for line in iter(process.stdout.readline, b""):
+                if redactor:
+                    line, found = redactor.redact(line)
+                    redacted.update(dict.fromkeys(found))
                 log.write(line)
                 log.flush()
                 if echo is not None:
@@ -239,7 +248,8 @@ def run_tee(argv: list[str], env: dict[str, str], cwd: Path, log_path: Path, tim
     name = None
     if code is not None and code < 0:
         name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
-    return TeeOutcome(exit_code=code, wall_s=round(time.monotonic() - start, 3), timed_out=timed_out, signal=name)
+    return TeeOutcome(exit_code=code, wall_s=round(time.monotonic() - start, 3), timed_out=timed_out, signal=name,
+                      redacted=list(redacted))
 
 
 def reproduction_argv(selector: Selector) -> list[str]:
@@ -439,15 +449,22 @@ def reproduce(request: ReproduceRequest) -> Reproduction:
         env["CUDA_VISIBLE_DEVICES"] = ""  # brief §3.5 step 1, whatever the catalog says
         env_thread_result: dict[str, str] = {}
         env_thread = threading.Thread(
-            target=lambda: env_thread_result.setdefault("text", environment.env_text(python, catalog.root)), daemon=True)
+            target=lambda: env_thread_result.setdefault("text", environment.env_text(python, catalog.root, env=env)),
+            daemon=True)
         env_thread.start()
         if request.echo is not None:
             request.echo.write(f"$ {reproduction_command(selector, catalog.root)}\n")
             request.echo.flush()
-        ran = run_tee(argv, env, catalog.root, staging / "failure.log", selector.timeout_s, request.echo)
+        # The reproduction's environment holds no routes variable (selector_environment), but a test
+        # may read a secret elsewhere: what it wrote is cleaned before anything reads or files it.
+        redactor = SecretRedactor()
+        ran = run_tee(argv, env, catalog.root, staging / "failure.log", selector.timeout_s, request.echo, redactor)
         env_thread.join(timeout=120)
         (staging / "env.txt").write_text(env_thread_result.get("text", "environment capture timed out\n"),
                                          encoding="utf-8")
+        notes = redaction_notes(ran.redacted, "failure.log")
+        for name in ("pytest.json", "env.txt"):
+            notes.extend(redaction_notes(redactor.redact_file(staging / name), name))
 
         json_path = staging / "pytest.json"
         report, problem = read_for_classification(json_path) if json_path.exists() else (None, None)
@@ -513,7 +530,7 @@ def reproduce(request: ReproduceRequest) -> Reproduction:
         entries = [templates.get_template("fix_plan_entry.md.j2").render(**context, owner=owner).strip() for owner in owners]
         outcome = Reproduction(directory=final, initiative=initiative, owners=owners, result=result, alerts=alerts,
                                primary=primary, known_good=good, diff=diff, command=command, ledger_entries=entries,
-                               exit_code=1 if reproduced else 0)
+                               exit_code=1 if reproduced else 0, notes=notes)
         (staging / "escalation.json").write_text(json.dumps(outcome.to_json() | {"directory": rel_final}, indent=2,
                                                             default=str) + "\n", encoding="utf-8")
         final.parent.mkdir(parents=True, exist_ok=True)

@@ -120,6 +120,16 @@ def build_environment(
     return env
 
 
+def interpreter_environment(python: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The variables for asking ``python`` about itself (``env.txt``): what a selector's process
+    gets, without the selector's own settings, so that the answer describes the tests' view and
+    no secret reaches that interpreter (its ``sitecustomize`` or ``.pth`` files run there)."""
+    env = build_environment({}, "", "", python=python, environ=environ)
+    env.pop("HARNESS_SELECTOR", None)
+    env.pop("HARNESS_RUN_ID", None)
+    return env
+
+
 # Besides the routes file's variables, names that hold credentials by convention.
 _SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|PRIVATE_KEY|API_KEY|ACCESS_KEY", re.IGNORECASE)
 # Shorter values are too likely to occur by chance ("1", "true", a port number).
@@ -135,28 +145,53 @@ def secret_values(environ: Mapping[str, str]) -> dict[str, str]:
             if len(environ.get(name, "")) >= MIN_SECRET_LENGTH}
 
 
-def redact_secrets(selectors_dir: Path, environ: Mapping[str, str] | None = None) -> list[str]:
-    """Replace every secret value found in the selectors' own files under ``selectors_dir``
-    (``<name>/stdout.log``, ``stderr.log``, ``pytest.json``); one note per file and variable,
-    naming both, never the value."""
-    secrets = secret_values(os.environ if environ is None else environ)
-    if not secrets or not selectors_dir.is_dir():
-        return []
-    # The value as written, and as JSON writes it (quotes, backslashes, non-ASCII escaped).
-    needles = [(name, form) for name, value in secrets.items()
-               for form in dict.fromkeys((value.encode("utf-8"), json.dumps(value)[1:-1].encode("ascii")))]
-    notes = []
-    for path in sorted(p for name in SCANNED_FILES for p in selectors_dir.glob(f"*/{name}")):
+class SecretRedactor:
+    """Replaces the harness's secret values (``secret_values``) in bytes and files with
+    ``[redacted: NAME]``, and remembers which variables it found. Used on everything a selector's
+    process writes: its logs and pytest's JSON in a run, ``failure.log``, ``pytest.json`` and
+    ``env.txt`` in an escalation."""
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        secrets = secret_values(os.environ if environ is None else environ)
+        # The value as written, and as JSON writes it (quotes, backslashes, non-ASCII escaped).
+        self.needles = [(name, form) for name, value in secrets.items()
+                        for form in dict.fromkeys((value.encode("utf-8"), json.dumps(value)[1:-1].encode("ascii")))]
+
+    def __bool__(self) -> bool:
+        return bool(self.needles)
+
+    def redact(self, data: bytes) -> tuple[bytes, list[str]]:
+        """``data`` with every secret value replaced, and the names of the variables found in it."""
+        found = list(dict.fromkeys(name for name, needle in self.needles if needle in data))
+        for name, needle in self.needles:
+            if name in found:
+                data = data.replace(needle, f"[redacted: {name}]".encode())
+        return data, found
+
+    def redact_file(self, path: Path) -> list[str]:
+        """Redact ``path`` in place (rewritten only when a value was found); the names found."""
         try:
             data = path.read_bytes()
         except OSError:
-            continue
-        found = list(dict.fromkeys(name for name, needle in needles if needle in data))
-        if not found:
-            continue
-        for name, needle in needles:
-            data = data.replace(needle, f"[redacted: {name}]".encode())
-        path.write_bytes(data)
-        relative = path.relative_to(selectors_dir.parent)
-        notes.extend(f"secret value of {name} found in {relative}; redacted" for name in found)
+            return []
+        cleaned, found = self.redact(data)
+        if found:
+            path.write_bytes(cleaned)
+        return found
+
+
+def redaction_notes(found: Iterable[str], relative: str) -> list[str]:
+    """One note per variable found in a file, naming both, never the value."""
+    return [f"secret value of {name} found in {relative}; redacted" for name in found]
+
+
+def redact_secrets(selectors_dir: Path, environ: Mapping[str, str] | None = None) -> list[str]:
+    """Replace every secret value found in the selectors' own files under ``selectors_dir``
+    (``<name>/stdout.log``, ``stderr.log``, ``pytest.json``); one note per file and variable."""
+    redactor = SecretRedactor(environ)
+    if not redactor or not selectors_dir.is_dir():
+        return []
+    notes = []
+    for path in sorted(p for name in SCANNED_FILES for p in selectors_dir.glob(f"*/{name}")):
+        notes.extend(redaction_notes(redactor.redact_file(path), path.relative_to(selectors_dir.parent).as_posix()))
     return notes

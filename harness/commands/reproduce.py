@@ -69,6 +69,8 @@ def handle(args: argparse.Namespace) -> int:
         echo=None if args.quiet else (sys.stderr if args.json else sys.stdout),
     )
     outcome = escalation.reproduce(request)
+    for note in outcome.notes:
+        print(f"harness: warning: {note}", file=sys.stderr)
     if args.json:
         print_json(outcome.to_json())
     else:

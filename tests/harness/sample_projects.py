@@ -13,9 +13,11 @@ import struct
 import subprocess
 import sys
 import textwrap
+import venv
 import zipfile
 import zlib
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -163,3 +165,45 @@ def checkpoint_bytes(content_pickle: bytes) -> bytes:
         archive.writestr("archive/data.pkl", content_pickle)
         archive.writestr("archive/version", "3\n")
     return buffer.getvalue()
+
+
+# -- a second virtual environment on this interpreter's base Python, without the network -------------
+
+
+def _with_dependencies(names: tuple[str, ...]) -> list[metadata.Distribution]:
+    """The installed distributions ``names`` need on this platform (their requirements, recursively)."""
+    from packaging.requirements import Requirement
+
+    found: dict[str, metadata.Distribution] = {}
+    pending = list(names)
+    while pending:
+        name = pending.pop().lower().replace("_", "-")
+        if name in found:
+            continue
+        found[name] = dist = metadata.distribution(name)
+        for text in dist.requires or ():
+            requirement = Requirement(text)
+            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+                pending.append(requirement.name)
+    return list(found.values())
+
+
+def pytest_only_environment(target: Path) -> Path:
+    """A venv (same base Python as this one) that sees only pytest, pytest-json-report and
+    pytest-timeout (with their own dependencies) of this interpreter, linked, not copied."""
+    venv.EnvBuilder(with_pip=False, symlinks=True).create(target)
+    python = target / "bin" / "python"
+    site = Path(subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               capture_output=True, text=True, check=True).stdout.strip())
+    shelf = target / "pytest-only"
+    shelf.mkdir()
+    for dist in _with_dependencies(("pytest", "pytest-json-report", "pytest-timeout")):
+        info = Path(dist._path)  # type: ignore[attr-defined] - the .dist-info folder (entry points live there)
+        (shelf / info.name).symlink_to(info)
+        for top in {Path(str(f)).parts[0] for f in dist.files or () if not str(f).startswith((info.name, ".."))}:
+            source = info.parent / top
+            if top.endswith(".pth") or "__pycache__" in top or not source.exists() or (shelf / top).exists():
+                continue
+            (shelf / top).symlink_to(source)
+    (site / "pytest_only.pth").write_text(f"{shelf}\n")
+    return python

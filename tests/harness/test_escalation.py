@@ -172,6 +172,39 @@ def test_env_txt_is_written_without_lscpu_or_git(project):
     assert "Model name:" in text and f"CPU(s): {os.cpu_count()}" in text
 
 
+def test_secrets_never_reach_failure_log_pytest_json_env_txt_or_the_document(project, tmp_path):
+    """A routes variable is withheld from the reproduction and from the interpreter env.txt asks;
+    a value a test (or the interpreter's start-up) finds elsewhere is redacted where it lands."""
+    url, name = "https://hooks.example/secret-url-7f3a9", "HARNESS_WEBHOOK_TEST_PYTORCH_001_URL"
+    elsewhere = tmp_path / "found-elsewhere.txt"
+    elsewhere.write_text(url)
+    project.write("site/sitecustomize.py", f"""
+        import os, sys
+        print("start-up sees", open({str(elsewhere)!r}).read(), os.environ.get({name!r}), file=sys.stderr)
+    """)
+    project.write("tests/test_integration.py", f"""
+        import os
+        def test_run_pytorch_train_save_load_infer():
+            value = open({str(elsewhere)!r}).read()
+            print("the test found", value, "and in its environment", os.environ.get({name!r}))
+            raise AssertionError("leaked " + value)
+    """)
+    done = _reproduce(project, "--selector", "integration", "--no-ledger", **{name: url},
+                      PYTHONPATH=str(project.root / "site"))
+    assert done.returncode == 1, done.stderr
+    [directory] = (project.root / "plans" / "active").rglob("escalation")
+    written = {p.name: p.read_bytes() for p in directory.rglob("*") if p.is_file()}
+    assert {"failure.log", "pytest.json", "env.txt", "document.md", "escalation.json"} <= set(written)
+    for file, data in written.items():
+        assert url.encode() not in data, f"the secret is in {file}"
+    redacted = f"[redacted: {name}]"
+    assert f"the test found {redacted} and in its environment None" in written["failure.log"].decode()
+    assert f"start-up sees {redacted} None" in written["env.txt"].decode()  # asked without the secret, cleaned
+    assert redacted in written["pytest.json"].decode() and f"leaked {redacted}" in written["document.md"].decode()
+    for file in ("failure.log", "pytest.json"):  # env.txt comes redacted from env_text itself
+        assert f"harness: warning: secret value of {name} found in {file}; redacted" in done.stderr
+
+
 def test_both_initiatives_get_a_ledger_entry_for_a_shared_trigger(project):
     done = _reproduce(project, "--selector", "integration", "--initiative", "TEST-PYTORCH-001", "--quiet",
                       FIXTURE_MODE="typeerror")

@@ -21,11 +21,10 @@ import shutil
 import subprocess
 import sys
 import venv
-from importlib import metadata
 from pathlib import Path
 
 import pytest
-from sample_projects import REPO, SampleProject, catalog_text
+from sample_projects import REPO, SampleProject, catalog_text, pytest_only_environment
 
 TARGET_PINS = ("pytest==9.2.0", "pytest-json-report==1.5.0", "pytest-timeout==2.4.0")
 LIBRARY_DISTRIBUTIONS = {"torch", "lightning", "tensorflow", "tensorflow-cpu", "scipy", "scikit-image",
@@ -164,45 +163,6 @@ def harness_free_env(**extra: str) -> dict[str, str]:
 
 
 # -- the fast way: a target environment without pip, holding only pytest's distributions ----------
-
-
-def _with_dependencies(names: tuple[str, ...]) -> list[metadata.Distribution]:
-    """The installed distributions ``names`` need on this platform (their requirements, recursively)."""
-    from packaging.requirements import Requirement
-
-    found: dict[str, metadata.Distribution] = {}
-    pending = list(names)
-    while pending:
-        name = pending.pop().lower().replace("_", "-")
-        if name in found:
-            continue
-        found[name] = dist = metadata.distribution(name)
-        for text in dist.requires or ():
-            requirement = Requirement(text)
-            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
-                pending.append(requirement.name)
-    return list(found.values())
-
-
-def pytest_only_environment(target: Path) -> Path:
-    """A venv (same base Python as this one) that sees only pytest, pytest-json-report and
-    pytest-timeout (with their own dependencies) of this interpreter, linked, not copied."""
-    venv.EnvBuilder(with_pip=False, symlinks=True).create(target)
-    python = target / "bin" / "python"
-    site = Path(subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               capture_output=True, text=True, check=True).stdout.strip())
-    shelf = target / "pytest-only"
-    shelf.mkdir()
-    for dist in _with_dependencies(("pytest", "pytest-json-report", "pytest-timeout")):
-        info = Path(dist._path)  # type: ignore[attr-defined] - the .dist-info folder (entry points live there)
-        (shelf / info.name).symlink_to(info)
-        for top in {Path(str(f)).parts[0] for f in dist.files or () if not str(f).startswith((info.name, ".."))}:
-            source = info.parent / top
-            if top.endswith(".pth") or "__pycache__" in top or not source.exists() or (shelf / top).exists():
-                continue
-            (shelf / top).symlink_to(source)
-    (site / "pytest_only.pth").write_text(f"{shelf}\n")
-    return python
 
 
 def test_a_foreign_project_in_its_own_pytest_only_environment_is_monitored(tmp_path):
