@@ -1,4 +1,6 @@
-"""Render notification bodies from the Jinja templates in ``alerts/templates/``.
+"""Render notification bodies from the Jinja templates in ``alerts/templates/``, falling back to
+the defaults the harness package ships (``harness/templates/alerts/``) for any template the
+configured folder lacks: an installed harness works for a project with no copy of its own.
 
 Two shapes: the Prometheus Alertmanager webhook payload (version 4) for generic receivers, and
 a Slack message (``text`` + ``blocks``). Every body is size-bounded for its sink: long evidence is
@@ -16,9 +18,10 @@ from typing import Any, Literal
 import jinja2
 
 from harness.errors import ConfigError
-from harness.locations import REPO_ROOT
+from harness.locations import PACKAGE_DIR, REPO_ROOT
 
-DEFAULT_TEMPLATES = REPO_ROOT / "alerts" / "templates"
+DEFAULT_TEMPLATES = REPO_ROOT / "alerts" / "templates"  # the project's configured copy, when it has one
+PACKAGED_TEMPLATES = PACKAGE_DIR / "templates" / "alerts"  # package data: there in every install
 ZERO_TIME = "0001-01-01T00:00:00Z"  # Alertmanager's endsAt of a firing alert
 # Evidence keys that are labels already.
 _LABEL_KEYS = {"selector", "nodeid", "owner", "sla"}
@@ -129,13 +132,19 @@ def _is_url(text: str | None) -> bool:
     return bool(text) and str(text).startswith(("http://", "https://"))
 
 
+def template_loader(templates_dir: Path) -> jinja2.FileSystemLoader:
+    """Templates from ``templates_dir`` first, then the packaged defaults (per file: a project may
+    override only the templates it changes)."""
+    return jinja2.FileSystemLoader(list(dict.fromkeys([str(templates_dir), str(PACKAGED_TEMPLATES)])))
+
+
 class PayloadRenderer:
     """Loads the templates once; renders bounded bodies."""
 
     def __init__(self, templates_dir: Path | None = None) -> None:
         self.templates_dir = Path(templates_dir or DEFAULT_TEMPLATES)
         self.env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(str(self.templates_dir)),
+            loader=template_loader(self.templates_dir),
             undefined=jinja2.StrictUndefined,
             autoescape=jinja2.select_autoescape(["html", "htm", "xml"]),
             keep_trailing_newline=True,
@@ -148,9 +157,10 @@ class PayloadRenderer:
         try:
             return self.env.get_template(name)
         except jinja2.TemplateNotFound:
-            raise ConfigError(f"{self.templates_dir / name}: payload template not found") from None
+            raise ConfigError(f"{self.templates_dir / name}: payload template not found "
+                              "(nor among the harness's defaults)") from None
         except jinja2.TemplateSyntaxError as exc:
-            raise ConfigError(f"{self.templates_dir / name}: line {exc.lineno}: {exc.message}") from None
+            raise ConfigError(f"{exc.filename or self.templates_dir / name}: line {exc.lineno}: {exc.message}") from None
 
     def render_once(self, template: str, context: PayloadContext, alerts: list[NotificationAlert],
                     evidence_limit: int, truncated: int) -> bytes:

@@ -30,7 +30,7 @@ from typing import Any, TextIO
 import jinja2
 
 from harness import artifacts, environment, process_tree
-from harness.alert_payloads import DEFAULT_TEMPLATES
+from harness.alert_payloads import DEFAULT_TEMPLATES, template_loader
 from harness.catalog import Catalog, Selector
 from harness.errors import ConfigError, HarnessError
 from harness.evaluation import EvaluationContext, NoHistory, evaluate_selector, prepare, sort_alerts
@@ -376,7 +376,7 @@ def _tail(path: Path, lines: int) -> str:
 
 def _environment(templates_dir: Path) -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(templates_dir)), undefined=jinja2.StrictUndefined,
+        loader=template_loader(templates_dir), undefined=jinja2.StrictUndefined,
         autoescape=jinja2.select_autoescape(["html", "htm", "xml"]), keep_trailing_newline=True,
         trim_blocks=True, lstrip_blocks=True,
     )

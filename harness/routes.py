@@ -332,10 +332,19 @@ class RoutesConfig(_Strict):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _templates_folder(self) -> RoutesConfig:
+        # Missing templates fall back to the packaged defaults, so a mistyped folder would
+        # otherwise go unnoticed.
+        if self.templates is not None and not self.templates_dir.is_dir():
+            raise ValueError(f"templates: no folder {self.templates_dir}")
+        return self
+
     @property
     def templates_dir(self) -> Path:
         """``templates`` (relative to this file), else a ``templates/`` folder beside it, else the
-        repository's ``alerts/templates/``."""
+        repository's ``alerts/templates/`` (each template the folder lacks comes from the harness
+        package's defaults, ``harness/templates/alerts/``)."""
         base = self.path.resolve().parent
         if self.templates is not None:
             return self.templates if self.templates.is_absolute() else base / self.templates

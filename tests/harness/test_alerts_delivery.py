@@ -405,3 +405,49 @@ def test_concurrent_flushes_keep_each_sinks_order_and_a_flush_left_nothing_to_do
     assert accepted == queued, results
     assert [code for _, code in results] == [0, 0], results
     assert sum(json.loads(out)["delivered"] for (out, _), _ in results) == len(queued)
+
+
+# -- payload templates: the project's copy, else the defaults the harness package ships ----------------
+
+
+def test_without_a_templates_folder_the_packaged_defaults_render_every_sink(world, monkeypatch):
+    """An installed harness run for a project with no alerts/templates/ of its own."""
+    from harness import alert_payloads
+
+    monkeypatch.setattr(alert_payloads, "DEFAULT_TEMPLATES", world.tmp / "no-such-project-copy")
+    outcome = world.run([alert()])
+    assert outcome.flushed.delivered == 2 and not outcome.warnings, outcome.warnings
+    [team], [chat] = world.bodies("/team"), world.bodies("/chat")
+    assert team["version"] == "4" and team["alerts"][0]["labels"]["alertname"] == "FAIL-001"
+    assert chat["text"].startswith(":rotating_light: [FIRING:1] FAIL-001 on integration (nightly)")
+
+
+def test_a_project_overrides_one_template_and_keeps_the_defaults_for_the_rest(world):
+    (world.tmp / "templates").mkdir()  # beside the routes file
+    (world.tmp / "templates" / "slack.json.j2").write_text(
+        '{"text": "our own: {{ alerts | length }} alert(s) {{ status }}"}\n', encoding="utf-8")
+    outcome = world.run([alert()])
+    assert outcome.flushed.delivered == 2, outcome.warnings
+    assert world.bodies("/chat") == [{"text": "our own: 1 alert(s) firing"}]
+    assert world.bodies("/team")[0]["version"] == "4"  # alertmanager_v4.json.j2 from the packaged defaults
+
+
+def test_a_templates_setting_naming_no_folder_is_a_configuration_error(tmp_path):
+    from harness.errors import ConfigError
+    from harness.routes import load_routes
+
+    routes = tmp_path / "routes.yaml"
+    routes.write_text(ROUTES.format(nightly="1h", team_extra="") + "templates: tempaltes\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="templates: no folder .*tempaltes"):
+        load_routes(routes)
+
+
+def test_the_packaged_default_templates_are_this_repositorys_configured_copy():
+    """harness/templates/alerts/ ships in the package; alerts/templates/ is what this repository
+    configures. They are the same files here: change both together."""
+    from harness.alert_payloads import DEFAULT_TEMPLATES, PACKAGED_TEMPLATES
+
+    packaged = {p.name: p.read_bytes() for p in PACKAGED_TEMPLATES.iterdir()}
+    configured = {p.name: p.read_bytes() for p in (REPO / "alerts" / "templates").iterdir()}
+    assert DEFAULT_TEMPLATES == REPO / "alerts" / "templates"
+    assert packaged == configured

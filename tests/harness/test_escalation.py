@@ -233,15 +233,33 @@ def test_a_failure_while_documenting_leaves_no_directory_and_no_ledger_entry(pro
     from harness.rules import load_rules
 
     catalog = load_catalog(project.root / "catalog.toml")
+    broken = tmp_path / "broken-templates"  # overrides the packaged document template with one that fails
+    broken.mkdir()
+    (broken / "escalation_document.md.j2").write_text("# {{ no_such_field_in_the_context }}\n")
     request = ReproduceRequest(
         catalog=catalog, rules=load_rules(REPO / "alerts" / "rules.yaml"), selector=catalog.selector("integration"),
         trigger=None, history_path=None, reports_dir=project.reports, plans_root=project.root / "plans" / "active",
-        ledger=project.root / "docs" / "fix_plan.md", templates_dir=tmp_path / "no-templates-here",
+        ledger=project.root / "docs" / "fix_plan.md", templates_dir=broken,
     )
-    with pytest.raises(Exception, match="escalation_document.md.j2"):
+    with pytest.raises(Exception, match="no_such_field_in_the_context"):
         reproduce(request)
     assert not (project.root / "plans").exists()
     assert (project.root / "docs" / "fix_plan.md").read_text() == LEDGER
+
+
+def test_a_project_without_its_own_templates_documents_with_the_packaged_defaults(project, tmp_path):
+    from harness.catalog import load_catalog
+    from harness.rules import load_rules
+
+    catalog = load_catalog(project.root / "catalog.toml")
+    request = ReproduceRequest(
+        catalog=catalog, rules=load_rules(REPO / "alerts" / "rules.yaml"), selector=catalog.selector("integration"),
+        trigger=None, history_path=None, reports_dir=project.reports, plans_root=project.root / "plans" / "active",
+        ledger=project.root / "docs" / "fix_plan.md", templates_dir=tmp_path / "no-project-copy",
+    )
+    outcome = reproduce(request)
+    assert outcome.exit_code == 0 and (outcome.directory / "document.md").read_text().startswith("# Escalation ")
+    assert "selector `integration`** — not reproduced" in (project.root / "docs" / "fix_plan.md").read_text()
 
 
 # -- the ledger ------------------------------------------------------------------------------------

@@ -231,6 +231,12 @@ def test_pip_install_dot_is_the_harness_alone_and_it_monitors_a_foreign_project(
     library = subprocess.run([harness_python, "-c", "import ptycho"], env=env, capture_output=True, text=True,
                              timeout=60, check=False, cwd=tmp_path)
     assert library.returncode != 0 and "'ptycho' extra" in library.stderr and "pip install" in library.stderr
+    # The payload and escalation templates ship with the package: found with no alerts/templates/ around.
+    listed = subprocess.run([harness_python, "-c", "from harness.alert_payloads import PayloadRenderer; "
+                             "print(' '.join(sorted(PayloadRenderer().env.list_templates())))"],
+                            env=env, capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path)
+    assert listed.stdout.split() == ["alertmanager_v4.json.j2", "escalation_document.md.j2", "fix_plan_entry.md.j2",
+                                     "slack.json.j2"], listed.stderr
 
     target_env = tmp_path / "target-env"
     venv.EnvBuilder(with_pip=True).create(target_env)
