@@ -11,10 +11,13 @@ where ``_w`` means winsorised at ``clip`` robust standard deviations (1.4826 MAD
 median of the reference window, so a single outlier run can neither fire an alert nor hide one,
 and ``scale`` is the standard deviation of the winsorised reference (efficient on normal noise,
 bounded on outliers). The largest ``z_k`` over ``k`` is a generalised likelihood-ratio scan
-(a mean shift of unknown onset); it fires when it reaches ``significance`` and the median of
-the last ``k`` runs moved by at least ``min_change`` (relative) from the reference median. The
-onset it reports is the run where the best ``k`` starts; the commit range is the sha of the run
-before it and of that run.
+(a mean shift of unknown onset); it fires when it reaches ``significance``, the median of the
+last ``k`` runs moved by at least ``min_change`` (relative) from the reference median, and
+``agreement`` (75 %) of those runs lie ``agreement_margin`` (0.5) robust standard deviations
+beyond it: a sign test beside the mean, so one outlier plus noise is not a change (it halves the
+false alarms at 10 % noise, benchmarks/detection.py). The onset it reports is the first of those
+runs nearer the new level than the old; the commit range is the sha of the run before it and of
+that run.
 
 Why not a library here: ruptures' offline segmentations (Pelt, Binseg, Window with a penalty)
 answer "where are the breaks in this whole series", need a penalty calibrated per noise level,
@@ -78,6 +81,7 @@ class ScanSettings:
     max_run_length: int = 8           # runs after the onset, at most (older onsets were judged before)
     clip: float = 3.0                 # winsorising, in robust standard deviations
     agreement: float = 0.75           # share of the runs since the onset beyond the reference median
+    agreement_margin: float = 0.5     # ... by this many robust standard deviations
 
     @property
     def needed(self) -> int:
@@ -157,7 +161,7 @@ def scan(matrix: np.ndarray, settings: ScanSettings) -> tuple[np.ndarray, list[S
             after = _row_medians(post)
         moved = sign * _relative(after, center, settings.transform) >= settings.min_change
         # A sign test beside the mean: most runs since the onset, not one extreme one, moved.
-        beyond = np.sum(sign * (post - center[:, None]) > 0, axis=1)
+        beyond = np.sum(sign * (post - center[:, None]) > settings.agreement_margin * robust[:, None], axis=1)
         moved &= beyond >= math.ceil(settings.agreement * k - 1e-9)
         better = usable & moved & (z > best_z)
         best_z = np.where(better, z, best_z)
