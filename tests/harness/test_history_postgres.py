@@ -24,7 +24,8 @@ from tiny_project import harness, harness_main, make_project
 from harness.errors import ConfigError
 from harness.history import HistoryStore
 from harness.history_backend import HistoryURL, redact, translate
-from harness.report_model import Alert, Counts, Gate, GitInfo, HostInfo, RunInfo, RunReport, SelectorResult
+from harness.report_model import (Alert, Counts, Gate, GitInfo, HostInfo, RunInfo, RunReport, SelectorResult, StageTimes,
+                                  TestRecord)
 
 
 def _pg_binary(name: str) -> str | None:
@@ -103,7 +104,11 @@ def _report(n: int, runtime: float, *, failing: bool = False) -> RunReport:
         gate=Gate(passed=not failing, fail_on="high", exit_code=int(failing)),
         selectors=[SelectorResult(name="integration", title="I", owner="o", argv=[], env={},
                                   state="failed" if failing else "passed", runtime_s=runtime,
-                                  counts=Counts(total=1, collected=1, failed=int(failing), passed=int(not failing)))],
+                                  counts=Counts(total=1, collected=1, failed=int(failing), passed=int(not failing)),
+                                  # the test executed: only such a run resolves an alert
+                                  tests=[TestRecord(nodeid="t.py::test_i", outcome="failed" if failing else "passed",
+                                                    failed_stage="call" if failing else None,
+                                                    durations=StageTimes(setup=0.1, call=runtime, teardown=0.1))])],
         alerts=alerts,
     )
 
