@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -333,104 +332,54 @@ def merge_results(shards: list[Shard], catalog: Catalog, target: Path) -> list[S
 # -- the whole merge ---------------------------------------------------------------------------
 
 
-def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def merge(shards: list[Shard], catalog: Catalog, rules, reports_dir: Path, history_path: Path | None,  # noqa: ANN001
           fail_on: str = "high") -> tuple[RunReport, Path, list[str]]:
-    """Build, evaluate, record and publish the merged run; returns (report, directory, warnings)."""
-    from harness.evaluation import EvaluationContext, NoHistory, blocking, evaluate_run, evaluate_selector, prepare
-    from harness.evaluation import sort_alerts
-    from harness.history import HistoryStore
-    from harness.render import write_reports
-    from harness.report_model import Gate, RunInfo
+    """Put the shards back together and take the verdict path once over the merged results
+    (judge, gate, write and record: ``harness.verdict``); returns (report, directory, warnings).
+    ``publish`` follows, as after a normal run."""
+    from harness.report_model import RunInfo
     from harness.run_directory import RunDirectory
+    from harness.verdict import VerdictBasis, conclude
 
     first = shards[0].report
     cadence = catalog.cadence(first.run.cadence)
     run_dir = RunDirectory(reports_dir, cadence.name, datetime.now(UTC))
-    warnings: list[str] = []
+    interrupted = any(s.report.run.interrupted for s in shards)
+    # Times as if run together: the budget is compared with the shards' summed wall time.
+    basis = VerdictBasis(
+        catalog=catalog, rules=rules, cadence=cadence, fail_on=fail_on, host_key=first.run.host.host_key,
+        wall_s=round(sum(s.report.run.wall_s for s in shards), 3), reports_dir=reports_dir,
+        history_path=history_path, thresholds_mode=None if first.run.thresholds == "catalog" else first.run.thresholds,
+        interrupted_exit=130 if interrupted else None,
+    )
+    hosts = sorted({s.report.run.host.host_key for s in shards})
+    notes = [f"merged from {len(shards)} shards: " + ", ".join(
+        f"{s.index}/{s.count} {s.report.run.id} on {s.report.run.host.hostname}" for s in shards)]
+    if len(hosts) > 1:
+        notes.append(f"shards ran on different hosts ({', '.join(hosts)}); runtime history is kept under "
+                     f"{first.run.host.host_key}")
+    for shard in shards:
+        notes += [n for n in shard.report.notes if "history disabled" not in n and n not in notes]
+
+    def describe_run(status: str) -> RunInfo:
+        return RunInfo(
+            id=run_dir.name, cadence=cadence.name,
+            started_at=min(s.report.run.started_at for s in shards),
+            finished_at=max(s.report.run.finished_at for s in shards), wall_s=basis.wall_s, interrupted=interrupted,
+            status=status, catalog=str(catalog.path), rules=str(rules.path), root=str(catalog.root),
+            jobs=first.run.jobs, budget_s=cadence.budget_s, thresholds=first.run.thresholds,
+            changed_files=first.run.changed_files, harness_version=first.run.harness_version, git=first.run.git,
+            host=first.run.host, versions=first.run.versions, merged_from=[s.report.run.id for s in shards],
+        )
+
     try:
         for shard in shards:
             shutil.copytree(shard.directory, run_dir.staging / shard.folder, symlinks=True)
         results = merge_results(shards, catalog, run_dir.staging)
-        interrupted = any(s.report.run.interrupted for s in shards)
-        store = HistoryStore.open(history_path) if history_path is not None else None
-        try:
-            ctx = EvaluationContext(rules=rules, history=store or NoHistory(), host_key=first.run.host.host_key,
-                                    thresholds_mode=None if first.run.thresholds == "catalog" else first.run.thresholds,
-                                    display_path=run_dir.relative, cadence=first.run.cadence)
-            alerts = []
-            for result in results:
-                selector = catalog.selectors.get(result.name)
-                if selector is None:
-                    raise HarnessError(f"selector {result.name!r} of the shard reports is not in {catalog.path}")
-                prepare(result, selector, ctx, catalog.root)
-                alerts.extend(evaluate_selector(result, selector, ctx))
-            wall_s = round(sum(s.report.run.wall_s for s in shards), 3)
-            if not interrupted:
-                alerts.extend(evaluate_run(results, cadence.name, wall_s, cadence.budget_s, ctx))
-            alerts = sort_alerts(alerts)
-            blockers = blocking(alerts, fail_on)
-            exit_code = 130 if interrupted else (1 if blockers else 0)
-            hosts = sorted({s.report.run.host.host_key for s in shards})
-            notes = [f"merged from {len(shards)} shards: " + ", ".join(
-                f"{s.index}/{s.count} {s.report.run.id} on {s.report.run.host.hostname}" for s in shards)]
-            if len(hosts) > 1:
-                notes.append(f"shards ran on different hosts ({', '.join(hosts)}); runtime history is kept under "
-                             f"{first.run.host.host_key}")
-            for shard in shards:
-                notes += [n for n in shard.report.notes if "history disabled" not in n and n not in notes]
-            notes += [n for n in ctx.notes if n not in notes]
-            report = RunReport(
-                run=RunInfo(
-                    id=run_dir.name, cadence=cadence.name,
-                    started_at=min(s.report.run.started_at for s in shards),
-                    finished_at=max(s.report.run.finished_at for s in shards), wall_s=wall_s, interrupted=interrupted,
-                    status="interrupted" if interrupted else ("failed" if blockers else "passed"),
-                    catalog=str(catalog.path), rules=str(rules.path), root=str(catalog.root), jobs=first.run.jobs,
-                    budget_s=cadence.budget_s, thresholds=first.run.thresholds, changed_files=first.run.changed_files,
-                    harness_version=first.run.harness_version, git=first.run.git, host=first.run.host,
-                    versions=first.run.versions, merged_from=[s.report.run.id for s in shards],
-                ),
-                gate=Gate(passed=not blockers and not interrupted, fail_on=fail_on,  # type: ignore[arg-type]
-                          blocking=[a.fingerprint for a in blockers], exit_code=exit_code),
-                selectors=results, alerts=alerts, notes=notes,
-            )
-            if store is None:
-                report.notes.append("history disabled (--no-history): RT-002 and calibrated baselines not consulted")
-                write_reports(report, run_dir.staging)
-                run_dir.publish()
-            else:
-                with store.recording(report) as resolved:
-                    report.resolved = resolved
-                    write_reports(report, run_dir.staging)
-                    run_dir.publish()
-        finally:
-            if store is not None:
-                store.close()
+        report, warnings = conclude(results, basis, run_dir, describe_run=describe_run, notes=notes,
+                                    json_files=sorted(run_dir.staging.glob("selectors/*/pytest.json")))
     except BaseException:
         if not run_dir.published:
             run_dir.discard()
         raise
     return report, run_dir.final, warnings
-
-
-def after_merge(report: RunReport, directory: Path, reports_dir: Path, history_path: Path | None,
-                catalog: Catalog) -> list[str]:
-    """What a normal run does once published: GitHub summary, alert delivery, dashboard."""
-    from harness import dashboard, github
-
-    warnings: list[str] = []
-    github.publish(report, directory)
-    try:
-        from harness.alerting import after_run
-    except ImportError:  # alert delivery not installed in this checkout
-        after_run = None
-    if after_run is not None:
-        warnings.extend(after_run(report, directory, history_path, stream=sys.stderr).warnings)
-    problem = dashboard.refresh_after_run(reports_dir, history_path, catalog)
-    if problem:
-        warnings.append(problem)
-    return warnings

@@ -1,19 +1,20 @@
-"""One harness run end to end: catalog -> runner -> report parser -> rules -> history -> render.
+"""One harness run end to end: catalog -> runner -> report parser -> the verdict path.
 
-Each step only reads what the previous ones produced. The run directory is built aside and
-published by one rename inside the history transaction, so a run either leaves a complete
-report and its history rows, or (killed) neither.
+This module owns what is particular to running: planning and launching the selectors (the
+runner), stopping them on a signal, parsing what each pytest process left into a
+SelectorResult, capturing the environment beside the tests. From the results on, the run takes
+the same steps as ``harness merge`` (``harness.verdict``: judge -> gate -> write and record ->
+publish). The run directory is built aside and published by one rename inside the history
+transaction, so a run either leaves a complete report and its history rows, or (killed) neither.
 """
 
 from __future__ import annotations
 
 import importlib
-import json
 import signal
 import sys
 import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,7 +29,7 @@ from harness.states import SelectorState
 
 if TYPE_CHECKING:
     from harness.catalog import Cadence, Catalog, Selector
-    from harness.report_model import GitInfo, RunReport, SelectorResult
+    from harness.report_model import GitInfo, RunInfo, RunReport, SelectorResult
     from harness.rules import RuleSet
 
 # Everything after the tests (parsing, rules, history, reports, alert delivery) is imported by
@@ -36,11 +37,9 @@ if TYPE_CHECKING:
 # start_post_run_warm_up. The functions below import what they use from these.
 POST_RUN_MODULES = (
     "harness.report_model", "harness.pytest_report", "harness.evaluation", "harness.history",
-    "harness.render", "harness.environment", "harness.github", "harness.alerting",
+    "harness.render", "harness.environment", "harness.github", "harness.alerting", "harness.verdict",
 )
 
-EXIT_PASSED = 0
-EXIT_GATE_FAILED = 1
 EXIT_INTERRUPTED = {signal.SIGHUP: 129, signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
@@ -59,7 +58,7 @@ class RunRequest:
     progress: str = "auto"
     changed_files: list[str] | None = None
     json_output: bool = False
-    shard: str | None = None  # issue 8: "i/n" (harness run --shard)
+    shard: str | None = None  # "i/n": this run is one shard of the cadence (harness run --shard)
 
 
 @dataclass
@@ -146,21 +145,6 @@ def _last_line(path: Path, limit: int = 300) -> str | None:
     return lines[-1][:limit] if lines else None
 
 
-def as_published(report: RunReport, run_dir: RunDirectory) -> RunReport:
-    """The report with every path into the staging folder (recorded artifact paths, messages,
-    argv) pointing where the run directory will be once published. Artifacts were inspected
-    before this, while they were still in staging."""
-    from harness.pytest_report import bulk_allocation
-    from harness.report_model import RunReport
-
-    staging, final = json.dumps(str(run_dir.staging))[1:-1], json.dumps(str(run_dir.final))[1:-1]
-    text = report.to_json()
-    if staging not in text:
-        return report
-    with bulk_allocation():  # a 10,000-test report: half the time without the cyclic GC walking it
-        return RunReport.model_validate_json(text.replace(staging, final))
-
-
 def _ended(outcome: ProcessOutcome) -> str:
     if outcome.signal:
         return f"the process was killed by {outcome.signal}"
@@ -174,20 +158,6 @@ def not_run_result(selector: Selector, reason: str) -> SelectorResult:
 
     return SelectorResult(name=selector.name, title=selector.title, owner=selector.owner, argv=[], env=dict(selector.env),
                           state=SelectorState.NOT_RUN, reason=reason)
-
-
-@contextmanager
-def _open_history(path: Path | None):
-    if path is None:
-        yield None
-        return
-    from harness.history import HistoryStore
-
-    store = HistoryStore.open(path)
-    try:
-        yield store
-    finally:
-        store.close()
 
 
 def start_post_run_warm_up(*, dashboard: bool) -> threading.Thread:
@@ -259,7 +229,7 @@ def execute(request: RunRequest) -> RunOutcome:
     warnings: list[str] = []
     try:
         plans = [plan_selector(catalog, selector, run_dir.staging, run_dir.name) for selector in request.selectors]
-        plans = shard.shard_plans(plans, request.shard, catalog)  # issue 8: test-split selectors get their slice
+        plans = shard.shard_plans(plans, request.shard, catalog)  # a test-split selector runs its slice only
         progress = make_progress(request.progress, len(plans))
 
         def beside_the_tests() -> None:
@@ -291,94 +261,40 @@ def execute(request: RunRequest) -> RunOutcome:
             results = [results_by_name[name] for name in ordered]
 
             from harness import environment
-            from harness.evaluation import (
-                EvaluationContext,
-                NoHistory,
-                blocking,
-                evaluate_run,
-                evaluate_selector,
-                prepare,
-                sort_alerts,
-            )
-            from harness.render import write_reports
-            from harness.report_model import Gate, RunInfo, RunReport
+            from harness.verdict import VerdictBasis, conclude
 
             host = environment.host_info()
-            with _open_history(request.history_path) as store:
-                ctx = EvaluationContext(rules=request.rules, history=store or NoHistory(), host_key=host.host_key,
-                                        thresholds_mode=request.thresholds_mode, display_path=run_dir.relative,
-                                        cadence=request.cadence.name)
-                alerts = []
-                for result in results:
-                    selector = catalog.selectors[result.name]
-                    prepare(result, selector, ctx, catalog.root)
-                    alerts.extend(evaluate_selector(result, selector, ctx))
-                wall_s = round(time.monotonic() - clock, 3)
-                if interrupted_by is None:
-                    alerts.extend(evaluate_run(results, request.cadence.name, wall_s, request.cadence.budget_s, ctx))
-                alerts = sort_alerts(alerts)
-                blockers = blocking(alerts, request.fail_on)
-                if interrupted_by is not None:
-                    exit_code = EXIT_INTERRUPTED.get(interrupted_by, 130)
-                    status = "interrupted"
-                else:
-                    exit_code = EXIT_GATE_FAILED if blockers else EXIT_PASSED
-                    status = "failed" if blockers else "passed"
-                git = capture.git()
-                report = RunReport(
-                    run=RunInfo(
-                        id=run_dir.name, cadence=request.cadence.name, started_at=started_at, finished_at=utc_now(),
-                        wall_s=wall_s, interrupted=interrupted_by is not None, status=status, catalog=str(catalog.path),
-                        rules=str(request.rules.path), root=str(catalog.root), jobs=request.jobs,
-                        budget_s=request.cadence.budget_s, thresholds=request.thresholds_mode or "catalog",
-                        changed_files=request.changed_files, harness_version=environment.__version__,
-                        git=git, host=host, versions=environment.package_versions(),
-                        shard=request.shard,  # issue 8
-                    ),
-                    gate=Gate(passed=not blockers and interrupted_by is None, fail_on=request.fail_on,  # type: ignore[arg-type]
-                              blocking=[a.fingerprint for a in blockers], exit_code=exit_code),
-                    selectors=results,
-                    alerts=alerts,
-                    notes=list(dict.fromkeys([*secret_notes, *ctx.notes])),
+            basis = VerdictBasis(
+                catalog=catalog, rules=request.rules, cadence=request.cadence, fail_on=request.fail_on,
+                host_key=host.host_key, wall_s=round(time.monotonic() - clock, 3), reports_dir=request.reports_dir,
+                history_path=request.history_path, thresholds_mode=request.thresholds_mode,
+                interrupted_exit=None if interrupted_by is None else EXIT_INTERRUPTED.get(interrupted_by, 130),
+            )
+
+            def describe_run(status: str) -> RunInfo:
+                from harness.report_model import RunInfo
+
+                return RunInfo(
+                    id=run_dir.name, cadence=request.cadence.name, started_at=started_at, finished_at=utc_now(),
+                    wall_s=basis.wall_s, interrupted=basis.interrupted, status=status, catalog=str(catalog.path),
+                    rules=str(request.rules.path), root=str(catalog.root), jobs=request.jobs,
+                    budget_s=request.cadence.budget_s, thresholds=request.thresholds_mode or "catalog",
+                    changed_files=request.changed_files, harness_version=environment.__version__,
+                    git=capture.git(), host=host, versions=environment.package_versions(), shard=request.shard,
                 )
-                report = as_published(report, run_dir)
-                run_dir.relocate_json(plan.json_path for plan in plans)
-                if store is None:
-                    report.notes.append("history disabled (--no-history): RT-002 and calibrated baselines not consulted")
-                    warnings.extend(write_reports(report, run_dir.staging))
-                    run_dir.publish()
-                else:
-                    try:
-                        with store.recording(report) as resolved:
-                            report.resolved = resolved
-                            warnings.extend(write_reports(report, run_dir.staging))
-                            run_dir.publish()
-                    except Exception as exc:  # history unusable: still publish the report, say so
-                        if run_dir.published:
-                            raise
-                        message = f"history not recorded in {request.history_path}: {exc}"
-                        warnings.append(message)
-                        report.notes.append(message)
-                        warnings.extend(write_reports(report, run_dir.staging))
-                        run_dir.publish()
+
+            report, written = conclude(results, basis, run_dir, describe_run=describe_run, notes=secret_notes,
+                                       json_files=[plan.json_path for plan in plans])
+            warnings.extend(written)
     except BaseException:
         if not run_dir.published:
             # Keep the logs for the post-mortem; the next run removes the folder.
             print(f"harness: run not published; partial files in {run_dir.staging}", file=sys.stderr)
             run_dir.lock.unlink(missing_ok=True)
         raise
-    from harness import github
+    from harness.verdict import publish
 
-    github.publish(report, run_dir.final)
-    # issue 6: queue and send notifications of fired/resolved triggers (harness/alerting.py); never raises.
-    from harness.alerting import after_run
-
-    warnings.extend(after_run(report, run_dir.final, request.history_path, stream=sys.stderr).warnings)
-    # issue 8: regenerate reports/index.html from history; a failure there is only a warning.
-    from harness import dashboard
-
-    problem = dashboard.refresh_after_run(request.reports_dir, request.history_path, request.catalog)
-    if problem:
-        warnings.append(problem)
-    return RunOutcome(report=report, directory=run_dir.final, exit_code=exit_code, warnings=warnings)
+    warnings.extend(publish(report, run_dir.final, reports_dir=request.reports_dir, history_path=request.history_path,
+                            catalog=catalog))
+    return RunOutcome(report=report, directory=run_dir.final, exit_code=report.gate.exit_code, warnings=warnings)
 

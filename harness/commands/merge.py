@@ -41,14 +41,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from harness import merge
+    from harness import merge, verdict
 
     catalog = load_catalog(args)
     rules = load_rules(args, catalog)
     shards = merge.load_shards(merge.find_run_dirs(args.run_dirs))
     reports, history = reports_dir(args), history_path(args)
     report, directory, warnings = merge.merge(shards, catalog, rules, reports, history, args.fail_on)
-    warnings += merge.after_merge(report, directory, reports, history, catalog)
+    warnings += verdict.publish(report, directory, reports_dir=reports, history_path=history, catalog=catalog)
     for warning in warnings:
         print(f"harness: warning: {warning}", file=sys.stderr)
     if args.json:
