@@ -41,7 +41,7 @@ from harness.pytest_report import classify, read_for_classification
 from harness.report_model import DID_NOT_RUN_STATES, GOOD_STATES, Alert, RunReport, SelectorFiles, SelectorResult
 from harness.routes import owners_of
 from harness.rules import RuleSet
-from harness.runner import STOP_GRACE_S, pytest_argv, selector_environment, with_plugin_path
+from harness.runner import STOP_GRACE_S, SelectorPlan, launch, plan_in
 from harness.selector_env import SecretRedactor, redaction_notes
 
 # A reproduction that passed, or whose tests did not execute (skipped), did not reproduce the failure.
@@ -203,16 +203,18 @@ class TeeOutcome:
     redacted: list[str] = field(default_factory=list)  # variables whose secret values the output held
 
 
-def run_tee(argv: list[str], env: dict[str, str], cwd: Path, log_path: Path, timeout_s: float,
-            echo: TextIO | None, redactor: SecretRedactor | None = None) -> TeeOutcome:
-    """Run ``argv`` with stdout and stderr merged, written to ``log_path`` and echoed live
-    (``| tee failure.log``); the whole process tree is stopped at ``timeout_s`` or on Ctrl-C,
-    the same way the runner stops a selector (harness.process_tree). With ``redactor``, each
-    line is cleaned of the harness's secret values before it is written or echoed."""
+def run_tee(plan: SelectorPlan, log_path: Path, echo: TextIO | None,
+            redactor: SecretRedactor | None = None) -> TeeOutcome:
+    """Run the plan's pytest (launched by the runner, ``runner.launch``) with stdout and stderr
+    merged, written to ``log_path`` and echoed live (``| tee failure.log``); the whole process
+    tree is stopped at the selector's timeout or on Ctrl-C, the same way the runner stops a
+    selector (harness.process_tree). With ``redactor``, each line is cleaned of the harness's
+    secret values before it is written or echoed."""
     start = time.monotonic()
+    timeout_s = plan.selector.timeout_s
     redacted: dict[str, None] = {}
     with open(log_path, "wb") as log:
-        process = process_tree.start_guarded(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        process = launch(plan, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
         def pump() -> None:
             assert process.stdout is not None
@@ -443,10 +445,12 @@ def reproduce(request: ReproduceRequest) -> Reproduction:
     staging.mkdir()
     try:
         python = catalog.python_executable(sys.executable)
-        repro_selector = selector.model_copy(update={"args": tuple(reproduction_argv(selector))})
-        argv = pytest_argv(catalog, repro_selector, python, staging)
-        env = with_plugin_path(selector_environment(repro_selector, f"escalation-{stamp}", catalog=catalog))
-        env["CUDA_VISIBLE_DEVICES"] = ""  # brief §3.5 step 1, whatever the catalog says
+        # The selector as the brief's reproduction runs it (§3.5 step 1): -vv, and
+        # CUDA_VISIBLE_DEVICES="" whatever the catalog says; planned like any selector run.
+        repro_selector = selector.model_copy(update={"args": tuple(reproduction_argv(selector)),
+                                                     "env": {**selector.env, "CUDA_VISIBLE_DEVICES": ""}})
+        plan = plan_in(catalog, repro_selector, staging, f"escalation-{stamp}")
+        argv, env = plan.argv, plan.env
         env_thread_result: dict[str, str] = {}
         env_thread = threading.Thread(
             target=lambda: env_thread_result.setdefault("text", environment.env_text(python, catalog.root, env=env)),
@@ -458,7 +462,7 @@ def reproduce(request: ReproduceRequest) -> Reproduction:
         # The reproduction's environment holds no routes variable (selector_environment), but a test
         # may read a secret elsewhere: what it wrote is cleaned before anything reads or files it.
         redactor = SecretRedactor()
-        ran = run_tee(argv, env, catalog.root, staging / "failure.log", selector.timeout_s, request.echo, redactor)
+        ran = run_tee(plan, staging / "failure.log", request.echo, redactor)
         env_thread.join(timeout=120)
         (staging / "env.txt").write_text(env_thread_result.get("text", "environment capture timed out\n"),
                                          encoding="utf-8")
@@ -471,7 +475,7 @@ def reproduce(request: ReproduceRequest) -> Reproduction:
         missing = problem or f"pytest wrote no JSON report (exit {ran.exit_code}{', ' + ran.signal if ran.signal else ''})"
         parsed = classify(report, ran.exit_code, timed_out=ran.timed_out, missing_reason=missing)
         result = SelectorResult(
-            name=selector.name, title=selector.title, owner=selector.owner, argv=argv, env={**selector.env, "CUDA_VISIBLE_DEVICES": ""},
+            name=selector.name, title=selector.title, owner=selector.owner, argv=argv, env=dict(repro_selector.env),
             state=parsed.state, reason=parsed.reason, exit_code=ran.exit_code, report_exitcode=parsed.report_exitcode,
             signal=ran.signal, started_at=started.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             wall_s=ran.wall_s, session_s=parsed.session_s, tests_s=parsed.tests_s, counts=parsed.counts,

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from queue import Empty, Queue
+from typing import IO
 
 from harness import process_tree
 from harness.catalog import Catalog, Selector
@@ -123,7 +124,13 @@ def selector_environment(selector: Selector, run_id: str, base: dict[str, str] |
 
 def plan_selector(catalog: Catalog, selector: Selector, run_dir: Path, run_id: str) -> SelectorPlan:
     """Lay out a selector's files under ``run_dir/selectors/<name>/`` and build its command."""
-    directory = run_dir / "selectors" / selector.name
+    return plan_in(catalog, selector, run_dir / "selectors" / selector.name, run_id)
+
+
+def plan_in(catalog: Catalog, selector: Selector, directory: Path, run_id: str) -> SelectorPlan:
+    """A selector's plan with its files directly in ``directory``: the one way a pytest command
+    line and environment are built (``harness run``, ``merge``'s shards, ``calibrate``, ``doctor``
+    and ``reproduce`` all get theirs here), so every process sees the same plugins and variables."""
     directory.mkdir(parents=True, exist_ok=True)
     python = catalog.python_executable(sys.executable)
     return SelectorPlan(
@@ -137,6 +144,13 @@ def plan_selector(catalog: Catalog, selector: Selector, run_dir: Path, run_id: s
         stderr_path=directory / "stderr.log",
         basetemp=directory / "tmp",
     )
+
+
+def launch(plan: SelectorPlan, *, stdout: IO | int | None, stderr: IO | int | None) -> subprocess.Popen:
+    """Start a plan's pytest process under the guard, in its own session (``process_tree``):
+    stop it with ``process_tree.STOP_STEPS`` / ``stop_tree``. Raises OSError when it cannot start."""
+    plan.basetemp.parent.mkdir(parents=True, exist_ok=True)
+    return process_tree.start_guarded(plan.argv, cwd=plan.cwd, env=plan.env, stdout=stdout, stderr=stderr)
 
 
 class ProgressSink:
@@ -214,13 +228,13 @@ class Runner:
                 busy += cpus
 
     def _launch(self, plan: SelectorPlan, outcome: ProcessOutcome) -> _Running | None:
-        plan.basetemp.parent.mkdir(parents=True, exist_ok=True)
+        plan.directory.mkdir(parents=True, exist_ok=True)  # the logs open before the process starts
         stdout = open(plan.stdout_path, "wb")  # noqa: SIM115 - closed when the process is reaped
         stderr = open(plan.stderr_path, "wb")  # noqa: SIM115
         outcome.started_at = utc_now()
         start = self.clock()
         try:
-            process = process_tree.start_guarded(plan.argv, cwd=plan.cwd, env=plan.env, stdout=stdout, stderr=stderr)
+            process = launch(plan, stdout=stdout, stderr=stderr)
         except OSError as exc:
             stdout.close()
             stderr.close()
