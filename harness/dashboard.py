@@ -187,14 +187,14 @@ def _has_table(store: Any, name: str) -> bool:
     return row is not None
 
 
-SILENCES_TABLE = "alert_silences"  # from the alert-delivery migration (harness/alert_state.py)
+SILENCES_TABLE = "alert_silences"  # from the alert-delivery migration (harness/alerts/delivery_state.py)
 
 
 def _active_silences(store: Any, now: datetime) -> list[Any] | None:
-    """Silences in force now (alert_state.Silence), or None when this history has no silences."""
+    """Silences in force now (delivery_state.Silence), or None when this history has no silences."""
     if not _has_table(store, SILENCES_TABLE):
         return None
-    from harness.alert_state import AlertStore
+    from harness.alerts.delivery_state import AlertStore
 
     return AlertStore(store).silences(now)
 

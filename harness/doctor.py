@@ -681,7 +681,7 @@ def _workflows_pinning(root: Path) -> tuple[list[str], list[str]]:
 
 def webhooks_check(routes_path: Path, environ: dict[str, str]) -> Check:
     """The variables alerts/routes.yaml names: set or not (names only, never values)."""
-    from harness.routes import load_routes
+    from harness.alerts.routes import load_routes
 
     title = "Webhook variables named by the routes"
     row = partial(Check, id="webhooks", title=title)
@@ -702,7 +702,7 @@ def webhooks_check(routes_path: Path, environ: dict[str, str]) -> Check:
     parts = [f"{routes.path}: {len(routes.sinks)} sink(s)", f"set: {', '.join(present) or 'none'}",
              f"missing: {', '.join(missing) or 'none'}"]
     details = {"routes": str(routes.path), "set": present, "missing": missing}
-    from harness.alerting import notifications_disabled
+    from harness.alerts.delivery import notifications_disabled
 
     if notifications_disabled(environ):
         return row(status=CheckStatus.WARN, evidence="; ".join(parts) + "; HARNESS_NOTIFY=off: nothing is sent",

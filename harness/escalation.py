@@ -30,7 +30,7 @@ from typing import Any, TextIO
 import jinja2
 
 from harness import artifacts, environment, process_tree
-from harness.alert_payloads import DEFAULT_TEMPLATES, template_loader
+from harness.alerts.payloads import DEFAULT_TEMPLATES, template_loader
 from harness.catalog import Catalog, Selector
 from harness.errors import ConfigError, HarnessError
 from harness.evaluation import EvaluationContext, NoHistory, evaluate_selector, prepare, sort_alerts
@@ -39,7 +39,7 @@ from harness.history import HistoryStore
 from harness.locations import REPO_ROOT
 from harness.pytest_report import classify, read_for_classification
 from harness.report_model import DID_NOT_RUN_STATES, GOOD_STATES, Alert, RunReport, SelectorFiles, SelectorResult
-from harness.routes import owners_of
+from harness.alerts.routes import owners_of
 from harness.rules import RuleSet
 from harness.runner import STOP_GRACE_S, SelectorPlan, launch, plan_in
 from harness.selector_env import SecretRedactor, redaction_notes

@@ -139,8 +139,8 @@ MIGRATIONS: list[Migration] = [
     ),
 ]
 
-# --- issue 6 (alert delivery, harness/alert_state.py): its tables, as migration 2 ---------------
-from harness.alert_schema import ALERT_DELIVERY_NAME, ALERT_DELIVERY_SQL  # noqa: E402
+# --- alert delivery (harness/alerts/delivery_state.py): its tables, as migration 2 -------------
+from harness.alerts.schema import ALERT_DELIVERY_NAME, ALERT_DELIVERY_SQL  # noqa: E402
 
 MIGRATIONS.append(Migration(2, ALERT_DELIVERY_NAME, ALERT_DELIVERY_SQL))
 # --- end issue 6 ----------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 # start_post_run_warm_up. The functions below import what they use from these.
 POST_RUN_MODULES = (
     "harness.report_model", "harness.pytest_report", "harness.evaluation", "harness.history",
-    "harness.render", "harness.environment", "harness.github", "harness.alerting", "harness.verdict",
+    "harness.render", "harness.environment", "harness.github", "harness.alerts.delivery", "harness.verdict",
 )
 
 EXIT_INTERRUPTED = {signal.SIGHUP: 129, signal.SIGINT: 130, signal.SIGTERM: 143}

@@ -208,7 +208,7 @@ def publish(report: RunReport, directory: Path, *, reports_dir: Path, history_pa
     (queue and send this run's fired and resolved notifications), the dashboard page. Never
     raises for a problem there; each comes back as a warning."""
     from harness import dashboard, github
-    from harness.alerting import after_run
+    from harness.alerts.delivery import after_run
 
     github.publish(report, directory)
     warnings = list(after_run(report, directory, history_path, stream=sys.stderr).warnings)

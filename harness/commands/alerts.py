@@ -1,7 +1,7 @@
 """``harness alerts``: the outbox, silences and test alerts of notification delivery (issue 6).
 
 Subcommands: ``list``, ``flush``, ``silence``, ``expire``, ``test``, ``routes``. The work is in
-``harness.alerting`` (imported inside the handlers so ``harness --help`` stays fast).
+``harness.alerts.delivery`` (imported inside the handlers so ``harness --help`` stays fast).
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ def _history(args: argparse.Namespace) -> Path:
 
 
 def handle_list(args: argparse.Namespace) -> int:
-    from harness.alert_state import AlertStore, now_utc
+    from harness.alerts.delivery_state import AlertStore, now_utc
     from harness.history import HistoryStore
 
     path = _history(args)
@@ -176,9 +176,9 @@ def handle_list(args: argparse.Namespace) -> int:
 
 
 def handle_flush(args: argparse.Namespace) -> int:
-    from harness import alerting
+    from harness.alerts import delivery
 
-    planned, flushed, warnings = alerting.flush(
+    planned, flushed, warnings = delivery.flush(
         _history(args), args.routes, include_rejected=args.include_rejected, force=args.force,
         progress=None if args.json else (lambda line: print(f"harness: {line}", file=sys.stderr)),
     )
@@ -200,13 +200,13 @@ def handle_flush(args: argparse.Namespace) -> int:
 def handle_silence(args: argparse.Namespace) -> int:
     import fnmatch
 
-    from harness import alerting
-    from harness.alert_state import AlertStore, now_utc
+    from harness.alerts import delivery
+    from harness.alerts.delivery_state import AlertStore, now_utc
     from harness.commands.common import load_catalog, load_rules
     from harness.errors import ConfigError
     from harness.history import HistoryStore
 
-    duration = alerting.parse_for(args.duration)
+    duration = delivery.parse_for(args.duration)
     if not args.reason.strip():
         raise ConfigError("--reason: say why the alert is silenced")
     catalog = load_catalog(args)
@@ -229,7 +229,7 @@ def handle_silence(args: argparse.Namespace) -> int:
 
 
 def handle_expire(args: argparse.Namespace) -> int:
-    from harness.alert_state import AlertStore, now_utc
+    from harness.alerts.delivery_state import AlertStore, now_utc
     from harness.errors import ConfigError
     from harness.history import HistoryStore
 
@@ -242,9 +242,9 @@ def handle_expire(args: argparse.Namespace) -> int:
 
 
 def handle_test(args: argparse.Namespace) -> int:
-    from harness import alerting
+    from harness.alerts import delivery
 
-    flushed = alerting.send_test(_history(args), args.routes, route=args.route)
+    flushed = delivery.send_test(_history(args), args.routes, route=args.route)
     if args.json:
         print_json({"delivered": flushed.delivered, "failed": flushed.failed, "rejected": flushed.rejected,
                     "messages": flushed.messages, "problems": flushed.problems})
@@ -260,10 +260,10 @@ def handle_test(args: argparse.Namespace) -> int:
 
 
 def handle_routes(args: argparse.Namespace) -> int:
-    from harness import alerting
-    from harness.routes import format_duration, load_routes
+    from harness.alerts import delivery
+    from harness.alerts.routes import format_duration, load_routes
 
-    routes = load_routes(alerting.routes_path(args.routes))
+    routes = load_routes(delivery.routes_path(args.routes))
     env = os.environ
     sinks = {
         name: {"kind": sink.kind, "url_env": sink.url_env, "url_set": bool(env.get(sink.url_env)),

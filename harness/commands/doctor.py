@@ -57,7 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from harness.alerting import routes_path
+    from harness.alerts.delivery import routes_path
     from harness.doctor import DoctorRequest, diagnose
     from harness.locations import DEFAULT_CATALOG
 

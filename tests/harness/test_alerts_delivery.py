@@ -1,7 +1,7 @@
-"""Notifications after a run (harness/alerting.py): outbox, dedupe, resolved, silences, size bounds.
+"""Notifications after a run (harness/alerts/delivery.py): outbox, dedupe, resolved, silences, size bounds.
 
 Runs are recorded through the core's real HistoryStore (which decides what resolved), then
-handed to ``alerting.after_run`` exactly as the run pipeline does; a real HTTP receiver on
+handed to ``delivery.after_run`` exactly as the run pipeline does; a real HTTP receiver on
 127.0.0.1 plays the webhook endpoints.
 """
 
@@ -20,8 +20,8 @@ import pytest
 import standardwebhooks
 from webhook_receiver import Receiver, Reply, closed_port_url
 
-from harness import alerting
-from harness.alert_state import AlertStore, now_utc
+from harness.alerts import delivery
+from harness.alerts.delivery_state import AlertStore, now_utc
 from harness.history import HistoryStore
 from harness.report_model import (Alert, Counts, Gate, GitInfo, HostInfo, RunInfo, RunReport, SelectorResult, StageTimes,
                                   TestRecord)
@@ -82,7 +82,7 @@ class World:
         self.runs = 0
 
     def run(self, alerts: list[Alert], *, cadence: str = "nightly", state: str = "failed",
-            skipped: bool = False) -> alerting.NotifyOutcome:
+            skipped: bool = False) -> delivery.NotifyOutcome:
         self.runs += 1
         key = f"2025010{self.runs}T030000Z-{cadence}"
         report = RunReport(
@@ -101,7 +101,7 @@ class World:
         with HistoryStore.open(self.history) as store, store.recording(report) as resolved:
             report.resolved = resolved
             (run_dir / "report.json").write_text(report.to_json(), encoding="utf-8")
-        return alerting.after_run(report, run_dir, self.history, environ=self.env, routes_file=self.routes)
+        return delivery.after_run(report, run_dir, self.history, environ=self.env, routes_file=self.routes)
 
     @staticmethod
     def _test(alerts: list[Alert], skipped: bool = False) -> TestRecord:
@@ -114,7 +114,7 @@ class World:
                           failed_stage="call" if failed else None, durations=StageTimes(setup=0.1, call=25, teardown=0.1))
 
     def flush(self, **kwargs):
-        return alerting.flush(self.history, self.routes, environ=self.env, **kwargs)
+        return delivery.flush(self.history, self.routes, environ=self.env, **kwargs)
 
     def store(self) -> tuple[HistoryStore, AlertStore]:
         history = HistoryStore.open(self.history)
@@ -342,7 +342,7 @@ def test_url_and_secret_appear_nowhere_in_history_or_outputs(world, capsys):
     assert outcome.flushed.delivered == 0
     dump = "\n".join(sqlite3.connect(world.history).iterdump())
     reports = "\n".join(p.read_text() for p in (world.tmp / "reports").rglob("*.json"))
-    alerting.print_outcome(outcome)
+    delivery.print_outcome(outcome)
     printed = capsys.readouterr()
     for text in (dump, reports, printed.out, printed.err, *outcome.warnings):
         for secret in (token, "xoxb-leaky-token", SECRET, SECRET.removeprefix("whsec_")):
@@ -372,7 +372,7 @@ def test_notifications_can_be_switched_off_and_need_history(world):
     outcome = world.run([alert()])
     assert outcome.planned is None and "disabled" in outcome.warnings[0]
     report = RunReport.model_validate_json(next((world.tmp / "reports").rglob("report.json")).read_text())
-    outcome = alerting.after_run(report, None, None, environ={})
+    outcome = delivery.after_run(report, None, None, environ={})
     assert "--no-history" in outcome.warnings[0]
 
 
@@ -412,9 +412,9 @@ def test_concurrent_flushes_keep_each_sinks_order_and_a_flush_left_nothing_to_do
 
 def test_without_a_templates_folder_the_packaged_defaults_render_every_sink(world, monkeypatch):
     """An installed harness run for a project with no alerts/templates/ of its own."""
-    from harness import alert_payloads
+    from harness.alerts import payloads
 
-    monkeypatch.setattr(alert_payloads, "DEFAULT_TEMPLATES", world.tmp / "no-such-project-copy")
+    monkeypatch.setattr(payloads, "DEFAULT_TEMPLATES", world.tmp / "no-such-project-copy")
     outcome = world.run([alert()])
     assert outcome.flushed.delivered == 2 and not outcome.warnings, outcome.warnings
     [team], [chat] = world.bodies("/team"), world.bodies("/chat")
@@ -434,7 +434,7 @@ def test_a_project_overrides_one_template_and_keeps_the_defaults_for_the_rest(wo
 
 def test_a_templates_setting_naming_no_folder_is_a_configuration_error(tmp_path):
     from harness.errors import ConfigError
-    from harness.routes import load_routes
+    from harness.alerts.routes import load_routes
 
     routes = tmp_path / "routes.yaml"
     routes.write_text(ROUTES.format(nightly="1h", team_extra="") + "templates: tempaltes\n", encoding="utf-8")
@@ -445,7 +445,7 @@ def test_a_templates_setting_naming_no_folder_is_a_configuration_error(tmp_path)
 def test_the_packaged_default_templates_are_this_repositorys_configured_copy():
     """harness/templates/alerts/ ships in the package; alerts/templates/ is what this repository
     configures. They are the same files here: change both together."""
-    from harness.alert_payloads import DEFAULT_TEMPLATES, PACKAGED_TEMPLATES
+    from harness.alerts.payloads import DEFAULT_TEMPLATES, PACKAGED_TEMPLATES
 
     packaged = {p.name: p.read_bytes() for p in PACKAGED_TEMPLATES.iterdir()}
     configured = {p.name: p.read_bytes() for p in (REPO / "alerts" / "templates").iterdir()}

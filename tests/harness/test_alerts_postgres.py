@@ -9,7 +9,7 @@ from test_alerts_delivery import World, alert
 from test_history_postgres import pg_url, postgres_server  # noqa: F401 - pytest fixtures
 from webhook_receiver import Receiver, closed_port_url
 
-from harness.alert_state import AlertStore, now_utc
+from harness.alerts.delivery_state import AlertStore, now_utc
 from harness.history import HistoryStore
 from harness.history_backend import HistoryURL
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import ConfigError
-from harness.routes import AlertLabels, load_routes, owners_of, parse_duration, parse_routes
+from harness.alerts.routes import AlertLabels, load_routes, owners_of, parse_duration, parse_routes
 
 REPO = Path(__file__).resolve().parents[2]
 ROUTES = REPO / "alerts" / "routes.yaml"

@@ -162,7 +162,7 @@ def _silence_fail_001(store: HistoryStore) -> bool:
     """Silence FAIL-* on integration the way `harness alerts silence` does, when this history has silences."""
     if not dashboard._has_table(store, dashboard.SILENCES_TABLE):
         return False
-    from harness.alert_state import AlertStore
+    from harness.alerts.delivery_state import AlertStore
 
     alerts = AlertStore(store)
     now = datetime.now(UTC)

@@ -1,4 +1,4 @@
-"""Webhook delivery (harness/notify.py) against a real HTTP server on 127.0.0.1.
+"""Webhook delivery (harness/alerts/webhooks.py) against a real HTTP server on 127.0.0.1.
 
 Signatures are checked with the Standard Webhooks reference implementation (the
 ``standardwebhooks`` package) and the published test vector; retries use tiny backoffs.
@@ -16,8 +16,8 @@ import pytest
 import standardwebhooks
 from webhook_receiver import Receiver, Reply, closed_port_url
 
-from harness import notify
-from harness.notify import RetryPolicy, deliver, retry_after_seconds, sign
+from harness.alerts import webhooks
+from harness.alerts.webhooks import RetryPolicy, deliver, retry_after_seconds, sign
 
 VECTOR_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 VECTOR_ID = "msg_p5jXN8AQM9LWM0D4loKWxJek"
@@ -193,9 +193,9 @@ def test_retry_after_parses_seconds_and_http_dates():
 
 def test_secret_key_accepts_unpadded_base64_like_the_reference_and_rejects_garbage():
     unpadded = SECRET.rstrip("=")
-    assert notify.secret_key(unpadded) == notify.secret_key(SECRET)
+    assert webhooks.secret_key(unpadded) == webhooks.secret_key(SECRET)
     with pytest.raises(ValueError, match="not base64"):
-        notify.secret_key("whsec_not*base64!")
+        webhooks.secret_key("whsec_not*base64!")
 
 
 def test_a_slack_style_receiver_accepts_only_200(receiver):

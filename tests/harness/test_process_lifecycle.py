@@ -109,7 +109,7 @@ def test_what_runs_before_the_first_test_imports_none_of_the_post_run_work():
         load_catalog("harness/catalog.toml")
         load_rules("alerts/rules.yaml")
         post_run = {"harness.report_model", "harness.pytest_report", "harness.evaluation", "harness.history",
-                    "harness.render", "harness.alerting", "harness.dashboard", "harness.environment",
+                    "harness.render", "harness.alerts.delivery", "harness.dashboard", "harness.environment",
                     "jinja2", "requests", "sqlite3", "matplotlib", "numpy", "rich"}
         print(sorted(post_run & set(sys.modules)))
     """)

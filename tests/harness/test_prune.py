@@ -15,7 +15,7 @@ import pytest
 from test_history_postgres import pg_url, postgres_server  # noqa: F401 - pytest fixtures (a throwaway server)
 from tiny_project import harness_main
 
-from harness.alert_state import AlertStore
+from harness.alerts.delivery_state import AlertStore
 from harness.catalog import RetentionSpec, load_catalog
 from harness.errors import ConfigError
 from harness.evaluation import fingerprint

@@ -232,7 +232,7 @@ def test_pip_install_dot_is_the_harness_alone_and_it_monitors_a_foreign_project(
                              timeout=60, check=False, cwd=tmp_path)
     assert library.returncode != 0 and "'ptycho' extra" in library.stderr and "pip install" in library.stderr
     # The payload and escalation templates ship with the package: found with no alerts/templates/ around.
-    listed = subprocess.run([harness_python, "-c", "from harness.alert_payloads import PayloadRenderer; "
+    listed = subprocess.run([harness_python, "-c", "from harness.alerts.payloads import PayloadRenderer; "
                              "print(' '.join(sorted(PayloadRenderer().env.list_templates())))"],
                             env=env, capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path)
     assert listed.stdout.split() == ["alertmanager_v4.json.j2", "escalation_document.md.j2", "fix_plan_entry.md.j2",

@@ -30,7 +30,7 @@ import requests
 
 from harness import __version__
 
-log = logging.getLogger("harness.notify")
+log = logging.getLogger("harness.alerts.webhooks")
 
 RETRY_STATUSES = frozenset({408, 429}) | frozenset(range(500, 600))
 SECRET_PREFIX = "whsec_"
@@ -141,7 +141,7 @@ class _RedactingFilter(logging.Filter):
 
 _FILTER = _RedactingFilter()
 for _name in ("urllib3.connectionpool", "urllib3.connection", "urllib3.util.retry", "urllib3.poolmanager",
-              "urllib3.response", "requests", "harness.notify", "harness.alerting"):
+              "urllib3.response", "requests", "harness.alerts.webhooks", "harness.alerts.delivery"):
     logging.getLogger(_name).addFilter(_FILTER)
 
 

@@ -28,14 +28,14 @@ from typing import Any, TextIO
 import requests
 
 from harness import github
-from harness.alert_payloads import NotificationAlert, PayloadContext, PayloadRenderer, evidence_text, group_key
-from harness.alert_state import AlertStore, new_message_id, now_utc, parse_iso, utc_iso
+from harness.alerts.payloads import NotificationAlert, PayloadContext, PayloadRenderer, evidence_text, group_key
+from harness.alerts.delivery_state import AlertStore, new_message_id, now_utc, parse_iso, utc_iso
 from harness.errors import ConfigError
 from harness.history import HistoryStore
 from harness.locations import REPO_ROOT
-from harness.notify import REDACTOR, RetryPolicy, deliver, secret_key, split_secrets
+from harness.alerts.webhooks import REDACTOR, RetryPolicy, deliver, secret_key, split_secrets
 from harness.report_model import Alert, RunReport
-from harness.routes import AlertLabels, RoutesConfig, RouteTarget, Sink, load_routes, owners_of
+from harness.alerts.routes import AlertLabels, RoutesConfig, RouteTarget, Sink, load_routes, owners_of
 
 DEFAULT_ROUTES = REPO_ROOT / "alerts" / "routes.yaml"
 TEST_ALERTNAME = "HarnessTestAlert"
@@ -634,7 +634,7 @@ def print_outcome(outcome: NotifyOutcome, stream=None) -> None:
 
 def parse_for(text: str) -> timedelta:
     """``--for 24h`` -> timedelta (ConfigError naming the option on nonsense)."""
-    from harness.routes import parse_duration
+    from harness.alerts.routes import parse_duration
 
     try:
         seconds = parse_duration(text)

@@ -23,7 +23,7 @@ from harness.yaml_loader import safe_load
 SEVERITIES = ("info", "warning", "medium", "high", "critical")
 SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
 CADENCES = ("pr", "nightly", "weekly", "manual")
-# A route may group by any label an alert carries (see harness.alert_payloads.alert_labels).
+# A route may group by any label an alert carries (see harness.alerts.payloads.alert_labels).
 LABEL_NAMES = ("alertname", "severity", "selector", "cadence", "owner", "nodeid")
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
@@ -351,7 +351,7 @@ class RoutesConfig(_Strict):
         beside = base / "templates"
         if beside.is_dir():
             return beside
-        from harness.alert_payloads import DEFAULT_TEMPLATES
+        from harness.alerts.payloads import DEFAULT_TEMPLATES
 
         return DEFAULT_TEMPLATES
 

@@ -2,7 +2,7 @@
 
 Alertmanager keeps a notification log (what each receiver was told, when) to deduplicate and
 to send ``resolved`` only where ``firing`` went; silences mute matching alerts for a while.
-This module holds the same state in the tables of migration 2 (``harness/alert_schema.py``),
+This module holds the same state in the tables of migration 2 (``harness/alerts/schema.py``),
 on top of the core's ``HistoryStore`` (one SQLite file, WAL, ``BEGIN IMMEDIATE`` writes).
 
 Outbox rows are claimed before sending (``pending`` -> ``sending`` in one UPDATE), so two

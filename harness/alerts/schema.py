@@ -1,7 +1,7 @@
 """The alert-delivery tables of the history database (SQL only, so history_schema can import it).
 
-``harness/history_schema.py`` appends this as one migration; ``harness/alert_state.py`` reads and
-writes these tables. Times are ISO 8601 UTC strings with milliseconds (they sort as text).
+``harness/history_schema.py`` appends this as one migration; ``harness/alerts/delivery_state.py``
+reads and writes these tables. Times are ISO 8601 UTC strings with milliseconds (they sort as text).
 """
 
 from __future__ import annotations
