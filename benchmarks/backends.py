@@ -1,4 +1,4 @@
-"""TensorFlow against PyTorch on the canonical fixture, side by side in one run (issue 4 §6).
+"""TensorFlow against PyTorch on the canonical fixture, side by side in one run.
 
 1. Training step and epoch time, same architecture, same batch (16 groups of 64 x 64), same
    thread count, same optimiser rule: each backend in its own fresh process (its own imports and

@@ -1,4 +1,4 @@
-"""How much the harness costs on top of the tests it runs (issue 5, §8). Prints figures.
+"""How much the harness costs on top of the tests it runs. Prints figures.
 
 1. ``harness run`` wall time against the same selectors run with plain pytest, in the same
    session, interleaved, median of several rounds (target: overhead <= 5 % + 1 s). The headline
@@ -176,7 +176,7 @@ def main() -> int:
     parser.add_argument("--tests", type=int, default=10_000, help="tests in the parsing benchmark")
     args = parser.parse_args()
 
-    print(f"harness overhead benchmark (medians; targets from issue 5 §8; load average now "
+    print(f"harness overhead benchmark (medians; targets in docs/harness.md; load average now "
           f"{_load()} on {os.cpu_count()} CPUs)")
     run = bench_run_overhead(args.rounds)
     overhead = run["harness_s"] - run["plain_s"]

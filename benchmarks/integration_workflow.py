@@ -1,4 +1,4 @@
-"""The integration selector's train -> save -> load -> infer cycle, timed by phase (issue 3 §9).
+"""The integration selector's train -> save -> load -> infer cycle, timed by phase.
 
 Runs ``tests/torch/test_integration_workflow_torch.py::test_run_pytorch_train_save_load_infer``
 under pytest several times (each with its own basetemp), and prints the median wall time of the

@@ -1,4 +1,4 @@
-"""What `harness prune` costs on a large history (issue 7). Prints figures.
+"""What `harness prune` costs on a large history. Prints figures.
 
 Builds a year of nightly history through the core's own write path (``HistoryStore.recording``):
 RUNS runs of SELECTORS selectors with TESTS tests each, a failing selector now and then (so alerts

@@ -63,7 +63,7 @@ class ArtifactSpec(StrictModel):
     png_properties: tuple[str, ...] = ()
     png_shape_property: str | None = None
     min_png_bytes: int = Field(default=1024, ge=0)
-    # issue 7: optional artifacts (brief §3.1 train_debug.log, debug mode only), looked for beside the
+    # Optional artifacts (brief §3.1 train_debug.log, debug mode only), looked for beside the
     # recorded PNGs (the test's output_dir): reported when present, never an alert when absent.
     optional_files: tuple[str, ...] = ()
 
@@ -99,7 +99,7 @@ class Selector(StrictModel):
     runtime: RuntimeSpec = RuntimeSpec()
     artifacts: ArtifactSpec | None = None
     figures: tuple[FigureSpec, ...] = ()
-    # issue 8 (`harness run --shard`): "test" splits this selector's test ids across the shards.
+    # `harness run --shard`: "test" splits this selector's test ids across the shards.
     shard_by: Literal["selector", "test"] = "selector"
     # A selector whose tests all skip did not run. That fails the gate (HARNESS-002) unless it is
     # expected: everywhere (true), in the cadences named, or when every skip reason matches one of
@@ -153,7 +153,7 @@ class Cadence(StrictModel):
     budget_s: float | None = Field(default=None, gt=0)
     environment_capture: Literal["basic", "full"] = "basic"
     any_selector: bool = False
-    # issue 8 (`harness serve`): cron schedule in UTC, 5 fields (or 6, the last one seconds).
+    # `harness serve`: cron schedule in UTC, 5 fields (or 6, the last one seconds).
     schedule: str | None = None
 
     @field_validator("schedule")
@@ -167,7 +167,7 @@ class Cadence(StrictModel):
         return value
 
 
-# --- issue 7 (`harness prune`): how long each kind of evidence is kept (brief §3.2) -------------
+# --- `harness prune`: how long each kind of evidence is kept (brief §3.2) -------------------------
 MIN_REGRESSION_DAYS = 90  # brief §3.2: keep regression evidence for >= 3 months
 
 
@@ -192,7 +192,6 @@ class RetentionSpec(StrictModel):
             raise ValueError(f"must be at least {MIN_REGRESSION_DAYS} (brief §3.2: keep regression evidence "
                              f"for >= 3 months), got {value}")
         return value
-# --- end issue 7 ----------------------------------------------------------------------------------
 
 
 class PackageCheck(StrictModel):
@@ -281,7 +280,7 @@ class Catalog(StrictModel):
     pass_env: tuple[str, ...] = ()
     selectors: dict[str, Selector]
     cadences: dict[str, Cadence]
-    retention: RetentionSpec = RetentionSpec()  # issue 7: `harness prune`
+    retention: RetentionSpec = RetentionSpec()  # what `harness prune` may remove
     doctor: DoctorSpec = DoctorSpec()
 
     @model_validator(mode="after")

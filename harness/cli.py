@@ -31,13 +31,13 @@ COMMAND_MODULES = (
     "harness.commands.catalog",
     "harness.commands.rules",
     "harness.commands.schema",
-    "harness.commands.alerts",  # issue 6: alert delivery (outbox, silences, test alerts)
-    "harness.commands.reproduce",  # issue 6: escalation reproduction (brief §3.5)
-    "harness.commands.dashboard",  # issue 8: reports/index.html
-    "harness.commands.serve",  # issue 8: cron schedules + dashboard over HTTP
-    "harness.commands.merge",  # issue 8: shard run directories -> one verdict
-    "harness.commands.doctor",  # issue 7: the brief's handoff checklist (§7) as checks
-    "harness.commands.prune",  # issue 7: evidence retention (brief §3.2)
+    "harness.commands.alerts",  # alert delivery (outbox, silences, test alerts)
+    "harness.commands.reproduce",  # escalation reproduction (brief §3.5)
+    "harness.commands.dashboard",  # reports/index.html
+    "harness.commands.serve",  # cron schedules + dashboard over HTTP
+    "harness.commands.merge",  # shard run directories -> one verdict
+    "harness.commands.doctor",  # the brief's handoff checklist (§7) as checks
+    "harness.commands.prune",  # evidence retention (brief §3.2)
     "harness.commands.github",  # PR comment (updated in place) + Check Run
     "harness.commands.metrics",  # OpenMetrics text of the current state
     "harness.commands.baseline",  # accept a new level for the change-point rules (who, why)

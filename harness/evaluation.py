@@ -174,11 +174,11 @@ def check_artifacts(result: SelectorResult, selector: Selector, cwd: Path, displ
                 found = artifacts.inspect_png(path, spec.min_png_bytes, expected)
             checks.append(ArtifactCheck(kind=kind, property=prop, nodeid=test.nodeid, path=display(path),
                                         ok=found.ok, size_bytes=found.size_bytes, detail=found.detail))
-    checks.extend(_optional_artifacts(spec.optional_files, spec.png_properties, tests, cwd, display))  # issue 7
+    checks.extend(_optional_artifacts(spec.optional_files, spec.png_properties, tests, cwd, display))
     return checks, notes
 
 
-# -- issue 7: optional artifacts (brief §3.1 train_debug.log) ---------------------------------------
+# -- optional artifacts (brief §3.1 train_debug.log): reported when present, never required ---------
 
 
 def _optional_artifacts(names: tuple[str, ...], beside: tuple[str, ...], tests: list[TestRecord], cwd: Path,
@@ -200,7 +200,6 @@ def _optional_artifacts(names: tuple[str, ...], beside: tuple[str, ...], tests: 
                     size_bytes=size, detail=f"optional artifact present, {size} bytes" if size else "optional artifact present but empty",
                 ))
     return checks
-# -- end issue 7 -------------------------------------------------------------------------------------
 
 
 # -- the engine ----------------------------------------------------------------------------

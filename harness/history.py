@@ -53,7 +53,7 @@ class HistoryStore:
 
     @classmethod
     def open(cls, path: Path, *, create: bool = True) -> HistoryStore:
-        # issue 8: an SQLAlchemy URL (--history-url) opens a PostgreSQL history (harness/history_backend.py).
+        # An SQLAlchemy URL (--history-url) opens a PostgreSQL history (harness/history_backend.py).
         from harness import history_backend
 
         if history_backend.is_url(path):

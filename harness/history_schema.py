@@ -143,7 +143,6 @@ MIGRATIONS: list[Migration] = [
 from harness.alerts.schema import ALERT_DELIVERY_NAME, ALERT_DELIVERY_SQL  # noqa: E402
 
 MIGRATIONS.append(Migration(2, ALERT_DELIVERY_NAME, ALERT_DELIVERY_SQL))
-# --- end issue 6 ----------------------------------------------------------------------------------
 
 
 def latest_version() -> int:

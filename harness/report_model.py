@@ -84,7 +84,7 @@ class Counts(Model):
 class ArtifactCheck(Model):
     """One artifact the rules looked at (ARTIF-001/002), with what was found."""
 
-    kind: Literal["checkpoint", "png", "optional"]  # issue 7: "optional" = train_debug.log, reported when present
+    kind: Literal["checkpoint", "png", "optional"]  # "optional": train_debug.log, reported when present
     property: str
     nodeid: str
     path: str | None
@@ -233,7 +233,7 @@ class RunInfo(Model):
     git: GitInfo
     host: HostInfo
     versions: dict[str, str | None]
-    # issue 8: "i/n" for one shard of a run (harness run --shard); the shard run ids a merged
+    # "i/n" for one shard of a run (harness run --shard); the shard run ids a merged
     # report was built from (harness merge).
     shard: str | None = None
     merged_from: list[str] | None = None

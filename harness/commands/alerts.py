@@ -1,4 +1,4 @@
-"""``harness alerts``: the outbox, silences and test alerts of notification delivery (issue 6).
+"""``harness alerts``: the outbox, silences and test alerts of notification delivery.
 
 Subcommands: ``list``, ``flush``, ``silence``, ``expire``, ``test``, ``routes``. The work is in
 ``harness.alerts.delivery`` (imported inside the handlers so ``harness --help`` stays fast).

@@ -25,7 +25,7 @@ def add_history_options(parser: argparse.ArgumentParser, allow_disable: bool = T
                         help="where run directories go (default: $HARNESS_REPORTS_DIR or <repo>/reports)")
     parser.add_argument("--history", type=Path, metavar="PATH",
                         help="history SQLite file (default: $HARNESS_HISTORY or <reports dir>/history.sqlite)")
-    # issue 8: a PostgreSQL server shared by several runners instead of the SQLite file.
+    # A PostgreSQL server shared by several runners instead of the SQLite file.
     parser.add_argument("--history-url", metavar="URL",
                         help="history on a PostgreSQL server, as an SQLAlchemy URL (postgresql+psycopg://user@host/db; "
                         "default: $HARNESS_HISTORY_URL); put the password in PGPASSWORD or ~/.pgpass, not here")
@@ -49,7 +49,7 @@ def history_path(args: argparse.Namespace) -> Path | None:
 
     if getattr(args, "no_history", False):
         return None
-    # issue 8: --history-url / $HARNESS_HISTORY_URL (a HistoryURL: str() hides the password).
+    # --history-url / $HARNESS_HISTORY_URL (a HistoryURL: str() hides the password).
     url = getattr(args, "history_url", None) or (None if args.history else os.environ.get("HARNESS_HISTORY_URL"))
     if url:
         from harness.history_backend import HistoryURL

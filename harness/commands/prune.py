@@ -1,4 +1,4 @@
-"""``harness prune``: remove evidence older than the catalog's ``[retention]`` (brief §3.2, issue 7).
+"""``harness prune``: remove evidence older than the catalog's ``[retention]`` (brief §3.2).
 
 The policy and what it never removes are in ``harness.retention`` (imported inside the handler so
 ``harness --help`` stays fast).

@@ -1,4 +1,4 @@
-"""``harness reproduce``: rerun a failing selector and file the escalation (brief §3.5, issue 6).
+"""``harness reproduce``: rerun a failing selector and file the escalation (brief §3.5).
 
 The work is in ``harness.escalation`` (imported inside the handler so ``harness --help`` stays fast).
 """

@@ -51,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_json_option(parser, "the run summary")
     add_catalog_options(parser)
     add_history_options(parser)
-    # issue 8: one deterministic slice of the cadence; `harness merge` combines the shards.
+    # One deterministic slice of the cadence, so that several runners share it; `harness merge` combines the shards.
     parser.add_argument("--shard", metavar="I/N",
                         help="run shard I of N: whole selectors dealt to shards, shard_by=\"test\" selectors split by "
                         "test id; history is left to `harness merge` (see docs/dashboard.md)")
@@ -71,7 +71,7 @@ def handle(args: argparse.Namespace) -> int:
         changed = selection.changed_files_from_file(args.changed_files)
     chosen = selection.select(catalog, cadence, args.selector, changed)
     spec = None
-    if args.shard:  # issue 8: keep this shard's selectors; the merge records history, not the shards
+    if args.shard:  # keep this shard's selectors; the merge records history, not the shards
         from harness import shard
 
         spec = shard.parse_shard(args.shard)

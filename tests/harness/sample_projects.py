@@ -118,7 +118,7 @@ class SampleProject:
 
     def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "HARNESS_", "PYTEST_"))}
-        # Notifications (issue 6) are not what these projects test; they would only wait on webhooks.
+        # Notifications are not what these projects test; they would only wait on webhooks.
         env.update({"HARNESS_HOST": HOST, "PYTHONDONTWRITEBYTECODE": "1", "HARNESS_NOTIFY": "off"}, **extra)
         return env
 

@@ -1,4 +1,4 @@
-"""Brief §3.1's optional artifact: ``{output_dir}/train_debug.log`` (debug mode only, issue 7).
+"""Brief §3.1's optional artifact: ``{output_dir}/train_debug.log`` (debug mode only).
 
 The catalog's ``optional_files`` are looked for beside the PNGs a test recorded (its output_dir):
 reported in ``report.json`` when present, and nothing at all when absent, so no rule fires either way.

@@ -1,5 +1,5 @@
 """The GitHub Actions workflows: valid against the workflow schema, clean under zizmor, and wired
-the way issue 8 asks (CPU torch, the PR's base, unique artifacts, run-id cache keys, shards).
+as CI needs them (CPU torch, the PR's base, unique artifacts, run-id cache keys, shards).
 
 Schema: check-jsonschema's vendored ``vendor.github-workflows`` schema (offline). Audit:
 ``zizmor --offline`` with the repository's ``zizmor.yml``; any finding of medium severity or

@@ -2,7 +2,7 @@
 
 Its selectors carry the brief's names (``integration``, ``backend_selection``, ...) so the
 repository's real ``alerts/rules.yaml`` applies to them unchanged; their tests take well under a
-second each. Used by the dashboard, serve and shard/merge tests (issue 8).
+second each. Used by the dashboard, serve and shard/merge tests.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Numeric cross-backend parity (issue 4 §2): with weights copied from torch into Keras (and back),
+"""Numeric cross-backend parity: with weights copied from torch into Keras (and back),
 the two forwards agree to 1e-4 on a batch of the canonical fixture, step by step: diffraction ->
 object patches -> complex patches (through the overlap constraint) -> predicted amplitudes -> loss,
 and so do the loss gradients."""

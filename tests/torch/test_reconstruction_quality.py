@@ -121,7 +121,7 @@ def test_reconstruction_quality_against_baseline(canonical_npz, tmp_path, record
     record_property("final_train_loss", summary["history"]["train_loss"][-1])
     record_property("checkpoint_path", summary["checkpoint"])
 
-    # Issue 9 §2: the absolute yardstick. An iterative reconstruction (ePIE, known probe, a fixed
+    # The absolute yardstick. An iterative reconstruction (ePIE, known probe, a fixed
     # sweep count so the figure does not depend on the machine's load) of the same scan: the
     # network's SSIM as a fraction of the reference's, and the network against the registered
     # reference itself -- the only figure that exists for experimental data (no ground truth).
