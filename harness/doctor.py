@@ -320,19 +320,6 @@ def dataset_check(spec: DatasetCheck, python: str, cwd: Path, environ: dict[str,
 # -- checks: selectors ----------------------------------------------------------------------------------
 
 
-class _Scratch:
-    """Where doctor's selector runs write (a temporary folder; not a published run directory)."""
-
-    def __init__(self, path: Path) -> None:
-        self.staging = self.final = path
-
-    def relative(self, path: Path) -> str:
-        try:
-            return Path(path).resolve().relative_to(self.final.resolve()).as_posix()
-        except ValueError:
-            return str(path)
-
-
 @dataclass
 class FiredAlert:
     """An alert a selector's run fired, as the gate saw it."""
@@ -373,12 +360,12 @@ def run_selectors(catalog: Catalog, selectors: list[Selector], jobs: int, progre
     """Run the selectors through the harness runner (as `harness run` does) in a scratch folder, and
     judge each by the rules as the gate would (at ``DEFAULT_FAIL_ON``)."""
     from harness.evaluation import EvaluationContext, NoHistory, evaluate_selector, prepare, runtime_of
-    from harness.pipeline import selector_result
     from harness.progress import make_progress
     from harness.runner import Runner, plan_selector
+    from harness.selector_result import ScratchDirectory, selector_result
 
     work = Path(tempfile.mkdtemp(prefix="harness-doctor-"))
-    scratch = _Scratch(work)
+    scratch = ScratchDirectory(work)
     run_id = f"doctor-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
     plans = [plan_selector(catalog, selector, work, run_id) for selector in selectors]
     sink = make_progress(progress, len(plans))
@@ -390,7 +377,7 @@ def run_selectors(catalog: Catalog, selectors: list[Selector], jobs: int, progre
             close()
     found = {}
     for plan in plans:
-        result = selector_result(plan, outcomes[plan.name], scratch)  # type: ignore[arg-type]
+        result = selector_result(plan, outcomes[plan.name], scratch)
         alerts: list[FiredAlert] = []
         if rules is not None:
             ctx = EvaluationContext(rules=rules, history=NoHistory(), host_key=host_key, display_path=scratch.relative)

@@ -17,12 +17,11 @@ import json
 import os
 import re
 import shlex
-import signal
 import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -37,12 +36,12 @@ from harness.evaluation import EvaluationContext, NoHistory, evaluate_selector, 
 from harness.fix_plan_ledger import append_entry
 from harness.history import HistoryStore
 from harness.locations import REPO_ROOT
-from harness.pytest_report import classify, read_for_classification
-from harness.report_model import DID_NOT_RUN_STATES, GOOD_STATES, Alert, RunReport, SelectorFiles, SelectorResult
+from harness.report_model import DID_NOT_RUN_STATES, GOOD_STATES, Alert, RunReport, SelectorResult
 from harness.alerts.routes import owners_of
 from harness.rules import RuleSet
-from harness.runner import STOP_GRACE_S, SelectorPlan, launch, plan_in
+from harness.runner import STOP_GRACE_S, ProcessOutcome, SelectorPlan, exit_signal, launch, plan_in, utc_now
 from harness.selector_env import SecretRedactor, redaction_notes
+from harness.selector_result import ScratchDirectory, selector_result
 
 # A reproduction that passed, or whose tests did not execute (skipped), did not reproduce the failure.
 _NOT_REPRODUCED = GOOD_STATES | DID_NOT_RUN_STATES
@@ -196,10 +195,7 @@ def known_good(history: HistoryStore, selector: str, reports_dir: Path) -> Known
 
 @dataclass
 class TeeOutcome:
-    exit_code: int | None
-    wall_s: float
-    timed_out: bool = False
-    signal: str | None = None
+    process: ProcessOutcome  # how the pytest process ended, as the runner records it
     redacted: list[str] = field(default_factory=list)  # variables whose secret values the output held
 
 
@@ -210,8 +206,8 @@ def run_tee(plan: SelectorPlan, log_path: Path, echo: TextIO | None,
     tree is stopped at the selector's timeout or on Ctrl-C, the same way the runner stops a
     selector (harness.process_tree). With ``redactor``, each line is cleaned of the harness's
     secret values before it is written or echoed."""
+    outcome = ProcessOutcome(name=plan.name, started=True, started_at=utc_now())
     start = time.monotonic()
-    timeout_s = plan.selector.timeout_s
     redacted: dict[str, None] = {}
     with open(log_path, "wb") as log:
         process = launch(plan, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -233,12 +229,11 @@ def run_tee(plan: SelectorPlan, log_path: Path, echo: TextIO | None,
         waiter = threading.Thread(target=lambda: finished.append(process_tree.wait_tree(process)), daemon=True)
         reader.start()
         waiter.start()
-        timed_out = False
         try:
             try:
-                waiter.join(timeout=timeout_s)
+                waiter.join(timeout=plan.selector.timeout_s)
                 if waiter.is_alive():
-                    timed_out = True
+                    outcome.timed_out = True
                     process_tree.stop_tree(process, lambda: bool(finished), STOP_GRACE_S)
             except KeyboardInterrupt:
                 process_tree.stop_tree(process, lambda: bool(finished), STOP_GRACE_S)
@@ -246,12 +241,12 @@ def run_tee(plan: SelectorPlan, log_path: Path, echo: TextIO | None,
         finally:
             waiter.join(timeout=10)
             reader.join(timeout=10)
-    code = process.returncode
-    name = None
-    if code is not None and code < 0:
-        name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
-    return TeeOutcome(exit_code=code, wall_s=round(time.monotonic() - start, 3), timed_out=timed_out, signal=name,
-                      redacted=list(redacted))
+    outcome.exit_code = process.returncode
+    outcome.signal = exit_signal(process.returncode)
+    outcome.wall_s = round(time.monotonic() - start, 3)
+    outcome.cpu_s = finished[0].cpu_s if finished else None
+    outcome.finished_at = utc_now()
+    return TeeOutcome(process=outcome, redacted=list(redacted))
 
 
 def reproduction_argv(selector: Selector) -> list[str]:
@@ -446,11 +441,13 @@ def reproduce(request: ReproduceRequest) -> Reproduction:
     try:
         python = catalog.python_executable(sys.executable)
         # The selector as the brief's reproduction runs it (§3.5 step 1): -vv, and
-        # CUDA_VISIBLE_DEVICES="" whatever the catalog says; planned like any selector run.
+        # CUDA_VISIBLE_DEVICES="" whatever the catalog says; planned like any selector run, its
+        # output tee'd into failure.log.
         repro_selector = selector.model_copy(update={"args": tuple(reproduction_argv(selector)),
                                                      "env": {**selector.env, "CUDA_VISIBLE_DEVICES": ""}})
-        plan = plan_in(catalog, repro_selector, staging, f"escalation-{stamp}")
-        argv, env = plan.argv, plan.env
+        plan = replace(plan_in(catalog, repro_selector, staging, f"escalation-{stamp}"),
+                       stdout_path=staging / "failure.log", stderr_path=staging / "failure.log")
+        env = plan.env
         env_thread_result: dict[str, str] = {}
         env_thread = threading.Thread(
             target=lambda: env_thread_result.setdefault("text", environment.env_text(python, catalog.root, env=env)),
@@ -462,7 +459,7 @@ def reproduce(request: ReproduceRequest) -> Reproduction:
         # The reproduction's environment holds no routes variable (selector_environment), but a test
         # may read a secret elsewhere: what it wrote is cleaned before anything reads or files it.
         redactor = SecretRedactor()
-        ran = run_tee(plan, staging / "failure.log", request.echo, redactor)
+        ran = run_tee(plan, plan.stdout_path, request.echo, redactor)
         env_thread.join(timeout=120)
         (staging / "env.txt").write_text(env_thread_result.get("text", "environment capture timed out\n"),
                                          encoding="utf-8")
@@ -470,32 +467,15 @@ def reproduce(request: ReproduceRequest) -> Reproduction:
         for name in ("pytest.json", "env.txt"):
             notes.extend(redaction_notes(redactor.redact_file(staging / name), name))
 
-        json_path = staging / "pytest.json"
-        report, problem = read_for_classification(json_path) if json_path.exists() else (None, None)
-        missing = problem or f"pytest wrote no JSON report (exit {ran.exit_code}{', ' + ran.signal if ran.signal else ''})"
-        parsed = classify(report, ran.exit_code, timed_out=ran.timed_out, missing_reason=missing)
-        result = SelectorResult(
-            name=selector.name, title=selector.title, owner=selector.owner, argv=argv, env=dict(repro_selector.env),
-            state=parsed.state, reason=parsed.reason, exit_code=ran.exit_code, report_exitcode=parsed.report_exitcode,
-            signal=ran.signal, started_at=started.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-            wall_s=ran.wall_s, session_s=parsed.session_s, tests_s=parsed.tests_s, counts=parsed.counts,
-            tests=parsed.tests,
-            files=SelectorFiles(pytest_json="pytest.json" if json_path.exists() else None, stdout="failure.log",
-                                stderr="failure.log", basetemp="tmp"),
-        )
-
-        def display(path: Path) -> str:
-            try:
-                return Path(path).resolve().relative_to(staging.resolve()).as_posix()
-            except ValueError:
-                return str(path)
+        scratch = ScratchDirectory(staging)
+        result = selector_result(plan, ran.process, scratch)
 
         history = HistoryStore.open(request.history_path, create=False) if request.history_path and request.history_path.exists() else None
         try:
             from harness.environment import host_info
 
             ctx = EvaluationContext(rules=request.rules, history=history or NoHistory(), host_key=host_info().host_key,
-                                    display_path=display)
+                                    display_path=scratch.relative)
             prepare(result, selector, ctx, catalog.root)
             alerts = sort_alerts(evaluate_selector(result, selector, ctx))
             good = known_good(history, selector.name, request.reports_dir) if history is not None else None

@@ -1,8 +1,8 @@
 """One harness run end to end: catalog -> runner -> report parser -> the verdict path.
 
 This module owns what is particular to running: planning and launching the selectors (the
-runner), stopping them on a signal, parsing what each pytest process left into a
-SelectorResult, capturing the environment beside the tests. From the results on, the run takes
+runner), stopping them on a signal, reading what each pytest process left
+(``harness.selector_result``), capturing the environment beside the tests. From the results on, the run takes
 the same steps as ``harness merge`` (``harness.verdict``: judge -> gate -> write and record ->
 publish). The run directory is built aside and published by one rename inside the history
 transaction, so a run either leaves a complete report and its history rows, or (killed) neither.
@@ -23,13 +23,13 @@ from typing import TYPE_CHECKING
 from harness import shard
 from harness.progress import make_progress
 from harness.run_directory import RunDirectory
-from harness.runner import ProcessOutcome, Runner, SelectorPlan, plan_selector, utc_now
+from harness.runner import Runner, plan_selector, utc_now
 from harness.selector_env import redact_secrets
-from harness.states import SelectorState
+from harness.selector_result import not_run_result, selector_result
 
 if TYPE_CHECKING:
     from harness.catalog import Cadence, Catalog, Selector
-    from harness.report_model import GitInfo, RunInfo, RunReport, SelectorResult
+    from harness.report_model import GitInfo, RunInfo, RunReport
     from harness.rules import RuleSet
 
 # Everything after the tests (parsing, rules, history, reports, alert delivery) is imported by
@@ -91,73 +91,6 @@ class StopSignals:
     def __exit__(self, *exc: object) -> None:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)  # type: ignore[arg-type]
-
-
-def selector_result(plan: SelectorPlan, outcome: ProcessOutcome, run_dir: RunDirectory) -> SelectorResult:
-    """Combine what the runner saw and what pytest reported into one SelectorResult."""
-    from harness.pytest_report import classify, read_for_classification
-    from harness.report_model import SelectorFiles, SelectorResult
-
-    selector = plan.selector
-    report, problem = (None, None)
-    if plan.json_path.exists():
-        report, problem = read_for_classification(plan.json_path)
-    if outcome.start_error:
-        parsed = classify(None, None, missing_reason=outcome.start_error)
-        parsed.state = SelectorState.INTERNAL_ERROR
-    else:
-        missing = problem or (f"pytest wrote no JSON report ({_ended(outcome)})")
-        parsed = classify(report, outcome.exit_code, timed_out=outcome.timed_out,
-                          interrupted=outcome.interrupted, missing_reason=missing)
-    if parsed.state in _EXPLAIN_FROM_STDERR:
-        last = _last_line(plan.stderr_path) or _last_line(plan.stdout_path)
-        if last:
-            parsed.reason = f"{parsed.reason}: {last}"
-    files = SelectorFiles(
-        pytest_json=run_dir.relative(plan.json_path) if plan.json_path.exists() else None,
-        stdout=run_dir.relative(plan.stdout_path),
-        stderr=run_dir.relative(plan.stderr_path),
-        basetemp=run_dir.relative(plan.basetemp),
-    )
-    return SelectorResult(
-        name=selector.name, title=selector.title, owner=selector.owner, env=dict(selector.env),
-        argv=[arg.replace(str(run_dir.staging), str(run_dir.final)) for arg in plan.argv],  # as published
-        state=parsed.state, reason=parsed.reason, exit_code=outcome.exit_code, report_exitcode=parsed.report_exitcode,
-        signal=outcome.signal, started_at=outcome.started_at, finished_at=outcome.finished_at, wall_s=outcome.wall_s,
-        cpu_s=outcome.cpu_s,
-        session_s=None if parsed.session_s is None else round(parsed.session_s, 3), tests_s=parsed.tests_s,
-        counts=parsed.counts, tests=parsed.tests, files=files, skips=parsed.skips, environment=parsed.environment,
-    )
-
-
-_EXPLAIN_FROM_STDERR = {SelectorState.USAGE_ERROR, SelectorState.INTERNAL_ERROR, SelectorState.REPORT_MISSING}
-
-
-def _last_line(path: Path, limit: int = 300) -> str | None:
-    """The last non-empty line of a log (its tail only), to say why pytest gave up."""
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(0, 2)
-            handle.seek(max(0, handle.tell() - 8192))
-            lines = [line.strip() for line in handle.read().decode("utf-8", "replace").splitlines() if line.strip()]
-    except OSError:
-        return None
-    return lines[-1][:limit] if lines else None
-
-
-def _ended(outcome: ProcessOutcome) -> str:
-    if outcome.signal:
-        return f"the process was killed by {outcome.signal}"
-    if outcome.exit_code is not None:
-        return f"the process exited with status {outcome.exit_code}"
-    return "the process did not finish"
-
-
-def not_run_result(selector: Selector, reason: str) -> SelectorResult:
-    from harness.report_model import SelectorResult
-
-    return SelectorResult(name=selector.name, title=selector.title, owner=selector.owner, argv=[], env=dict(selector.env),
-                          state=SelectorState.NOT_RUN, reason=reason)
 
 
 def start_post_run_warm_up(*, dashboard: bool) -> threading.Thread:

@@ -71,6 +71,13 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def exit_signal(returncode: int | None) -> str | None:
+    """The name of the signal that ended a process (``SIGKILL``), from Popen's negative return code."""
+    if returncode is None or returncode >= 0:
+        return None
+    return signal.Signals(-returncode).name if -returncode in signal.valid_signals() else str(-returncode)
+
+
 # The pytest plugins the harness adds to every selector's process live in a folder of their own
 # that goes on the child's PYTHONPATH: the environment under test needs only pytest,
 # pytest-json-report and pytest-timeout, never the harness or its dependencies, and which
@@ -275,11 +282,8 @@ class Runner:
         outcome.finished_at = utc_now()
         outcome.timed_out = item.timed_out
         outcome.interrupted = item.interrupted
-        if code < 0:
-            outcome.signal = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
-            outcome.exit_code = code
-        else:
-            outcome.exit_code = code
+        outcome.exit_code = code
+        outcome.signal = exit_signal(code)
         self.progress.finished(item.plan, outcome)
 
     def _enforce_timeouts(self, running: dict[str, _Running]) -> None:

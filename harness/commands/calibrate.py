@@ -44,11 +44,12 @@ def handle(args: argparse.Namespace) -> int:
     from harness.environment import host_info
     from harness.evaluation import numeric_figures, runtime_of
     from harness.history import HistoryStore
-    from harness.pipeline import EXIT_INTERRUPTED, StopSignals, selector_result
+    from harness.pipeline import EXIT_INTERRUPTED, StopSignals
     from harness.progress import make_progress
     from harness.report_model import SelectorState
     from harness.run_directory import RunDirectory
     from harness.runner import Runner, plan_selector
+    from harness.selector_result import selector_result
 
     catalog = load_catalog(args)
     selector = catalog.selector(args.selector)
