@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import standardwebhooks
-from tiny_project import harness, harness_env, make_project
+from sample_projects import harness, harness_env, make_project
 from webhook_receiver import Receiver, Reply
 
 from harness.cli import main

@@ -15,7 +15,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from tiny_project import harness_main, make_project
+from sample_projects import harness_main, make_project
 
 from harness import dashboard
 from harness.catalog import load_catalog

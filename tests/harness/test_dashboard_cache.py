@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from tiny_project import REPO, make_project
+from sample_projects import REPO, make_project
 
 from harness import dashboard
 from harness.catalog import load_catalog
@@ -225,7 +225,7 @@ def test_matplotlib_is_not_imported_when_every_chart_is_current(setup) -> None:
 
 
 def _in_fresh_interpreter(script: str, *args: str) -> dict:
-    from tiny_project import harness_env
+    from sample_projects import harness_env
 
     done = subprocess.run([sys.executable, "-c", textwrap.dedent(script), *args], cwd=REPO, capture_output=True,
                           text=True, timeout=300, check=False, env=harness_env())

@@ -1,7 +1,8 @@
 """`harness doctor`: the generic checks and a catalog's declared ones, each with evidence and a fix.
 
-The project is the tiny pytest project (``tiny_project``) with a ``config_sync`` selector added and
-the brief's handoff checklist (§7) declared under ``[doctor]`` as this repository's catalog does.
+The project is the tiny pytest project (``sample_projects.make_project``) with a ``config_sync``
+selector added and the brief's handoff checklist (§7) declared under ``[doctor]`` as this
+repository's catalog does.
 torch and lightning are the one boundary replaced: small packages on ``PYTHONPATH`` stand in for
 them (a real ``import lightning`` takes 6-30 s here), so the tests can make them old or broken.
 Everything else (selector runs, history, the dataset probe through ``ptycho.simulate``) is real.
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from test_history_postgres import pg_url, postgres_server  # noqa: F401 - pytest fixtures (a throwaway server)
-from tiny_project import harness_main, make_project
+from sample_projects import harness_main, make_project
 
 from harness import doctor
 from harness.catalog import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from tiny_project import harness_main, make_project
+from sample_projects import harness_main, make_project
 
 from harness import github
 from harness.report_model import Alert, Gate, GitInfo, HostInfo, RunInfo, RunReport

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from github_server import TOKEN, FakeGitHub
-from tiny_project import harness_main
+from sample_projects import harness_main
 
 from harness.github_publish import MARKER, read_state
 from harness.history import HistoryStore

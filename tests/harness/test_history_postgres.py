@@ -19,7 +19,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from tiny_project import harness, harness_main, make_project
+from sample_projects import harness, harness_main, make_project
 
 from harness.errors import ConfigError
 from harness.history import HistoryStore

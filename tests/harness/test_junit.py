@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from tiny_project import harness_main, make_project
+from sample_projects import harness_main, make_project
 
 from harness.errors import ConfigError
 from harness.junit_report import detect_format, nodeid_of, parse_junit_text

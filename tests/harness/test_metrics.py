@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
-from tiny_project import harness_main, make_project
+from sample_projects import harness_main, make_project
 
 from harness.catalog import load_catalog
 from harness.history import HistoryStore

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from test_history_postgres import pg_url, postgres_server  # noqa: F401 - pytest fixtures (a throwaway server)
-from tiny_project import harness_main
+from sample_projects import harness_main
 
 from harness.alerts.delivery_state import AlertStore
 from harness.catalog import RetentionSpec, load_catalog

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from test_dashboard import _chromium_argv, chromium  # noqa: F401 - the session fixture installing Chromium
-from tiny_project import RULES, harness_main
+from sample_projects import RULES, harness_main
 
 from harness.report_images import label_of
 

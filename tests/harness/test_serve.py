@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from tiny_project import REPO, harness, harness_env, make_project
+from sample_projects import REPO, harness, harness_env, make_project
 
 from harness.catalog import load_catalog
 from harness.errors import ConfigError

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 import pytest
-from tiny_project import make_project
+from sample_projects import make_project
 
 from harness import cli
 from harness.catalog import RuntimeSpec, Selector
