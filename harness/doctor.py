@@ -359,10 +359,11 @@ def run_selectors(catalog: Catalog, selectors: list[Selector], jobs: int, progre
                   rules: RuleSet | None = None, host_key: str = "") -> tuple[dict[str, SelectorRun], Path]:
     """Run the selectors through the harness runner (as `harness run` does) in a scratch folder, and
     judge each by the rules as the gate would (at ``DEFAULT_FAIL_ON``)."""
-    from harness.evaluation import EvaluationContext, NoHistory, evaluate_selector, prepare, runtime_of
+    from harness.evaluation import runtime_of
     from harness.progress import make_progress
     from harness.runner import Runner, plan_selector
     from harness.selector_result import ScratchDirectory, selector_result
+    from harness.verdict import judge_selector
 
     work = Path(tempfile.mkdtemp(prefix="harness-doctor-"))
     scratch = ScratchDirectory(work)
@@ -380,9 +381,9 @@ def run_selectors(catalog: Catalog, selectors: list[Selector], jobs: int, progre
         result = selector_result(plan, outcomes[plan.name], scratch)
         alerts: list[FiredAlert] = []
         if rules is not None:
-            ctx = EvaluationContext(rules=rules, history=NoHistory(), host_key=host_key, display_path=scratch.relative)
-            prepare(result, plan.selector, ctx, catalog.root)
-            alerts = [FiredAlert(a.trigger, a.severity, a.summary) for a in evaluate_selector(result, plan.selector, ctx)]
+            judged = judge_selector(result, plan.selector, rules=rules, history=None, host_key=host_key,
+                                    cwd=catalog.root, display_path=scratch.relative)
+            alerts = [FiredAlert(a.trigger, a.severity, a.summary) for a in judged.alerts]
         runtime, measure = runtime_of(result, plan.selector.runtime.measure)
         failing = next((t for t in result.tests if t.outcome in ("failed", "error")), None)
         found[plan.name] = SelectorRun(

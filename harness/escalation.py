@@ -32,7 +32,6 @@ from harness import artifacts, environment, process_tree
 from harness.alerts.payloads import DEFAULT_TEMPLATES, template_loader
 from harness.catalog import Catalog, Selector
 from harness.errors import ConfigError, HarnessError
-from harness.evaluation import EvaluationContext, NoHistory, evaluate_selector, prepare, sort_alerts
 from harness.fix_plan_ledger import append_entry
 from harness.history import HistoryStore
 from harness.locations import REPO_ROOT
@@ -42,6 +41,7 @@ from harness.rules import RuleSet
 from harness.runner import STOP_GRACE_S, ProcessOutcome, SelectorPlan, exit_signal, launch, plan_in, utc_now
 from harness.selector_env import SecretRedactor, redaction_notes
 from harness.selector_result import ScratchDirectory, selector_result
+from harness.verdict import judge_selector
 
 # A reproduction that passed, or whose tests did not execute (skipped), did not reproduce the failure.
 _NOT_REPRODUCED = GOOD_STATES | DID_NOT_RUN_STATES
@@ -474,10 +474,8 @@ def reproduce(request: ReproduceRequest) -> Reproduction:
         try:
             from harness.environment import host_info
 
-            ctx = EvaluationContext(rules=request.rules, history=history or NoHistory(), host_key=host_info().host_key,
-                                    display_path=scratch.relative)
-            prepare(result, selector, ctx, catalog.root)
-            alerts = sort_alerts(evaluate_selector(result, selector, ctx))
+            alerts = judge_selector(result, selector, rules=request.rules, history=history, host_key=host_info().host_key,
+                                    cwd=catalog.root, display_path=scratch.relative).alerts
             good = known_good(history, selector.name, request.reports_dir) if history is not None else None
         finally:
             if history is not None:

@@ -40,7 +40,8 @@ from harness.evaluation import sort_alerts
 from harness.report_model import Alert, Gate, RunInfo, RunReport, SelectorResult
 
 if TYPE_CHECKING:
-    from harness.catalog import Cadence, Catalog
+    from harness.catalog import Cadence, Catalog, Selector
+    from harness.evaluation import HistoryView
     from harness.history import HistoryStore
     from harness.rules import RuleSet
     from harness.run_directory import RunDirectory
@@ -114,6 +115,18 @@ def judge(results: list[SelectorResult], basis: VerdictBasis, history: HistorySt
     if not basis.interrupted:
         alerts.extend(evaluate_run(results, basis.cadence.name, basis.wall_s, basis.cadence.budget_s, ctx))
     return Judgement(alerts=sort_alerts(alerts), notes=list(ctx.notes))
+
+
+def judge_selector(result: SelectorResult, selector: Selector, *, rules: RuleSet, history: HistoryView | None,
+                   host_key: str, cwd: Path, display_path: Callable[[Path], str] = str,
+                   thresholds_mode: str | None = None) -> Judgement:
+    """The rules over one selector's result outside a run (``harness evaluate``, ``doctor``,
+    ``reproduce``): the same preparation and trigger evaluation ``judge`` applies to each selector,
+    without the run-level rules. ``cwd`` is where relative artifact paths resolve."""
+    ctx = EvaluationContext(rules=rules, history=history or NoHistory(), host_key=host_key,
+                            thresholds_mode=thresholds_mode, display_path=display_path)
+    prepare(result, selector, ctx, cwd)
+    return Judgement(alerts=sort_alerts(evaluate_selector(result, selector, ctx)), notes=list(ctx.notes))
 
 
 def gate(judgement: Judgement, basis: VerdictBasis) -> Gate:

@@ -45,11 +45,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     from harness import environment
-    from harness.evaluation import EvaluationContext, NoHistory, blocking, evaluate_selector, prepare, sort_alerts
+    from harness.evaluation import blocking
     from harness.history import HistoryStore
     from harness.junit_report import load_any
     from harness.pytest_report import classify
     from harness.report_model import SelectorResult
+    from harness.verdict import judge_selector
 
     catalog = load_catalog(args)
     rules = load_rules(args, catalog)
@@ -72,16 +73,15 @@ def handle(args: argparse.Namespace) -> int:
     if junit is not None and args.exit_code is None:
         lacks.append("JUnit XML has no process exit code (pass --exit-code N if known)")
     try:
-        ctx = EvaluationContext(rules=rules, history=store or NoHistory(), host_key=environment.host_info().host_key,
-                                thresholds_mode=None if args.thresholds == "catalog" else args.thresholds)
         root = Path(report.root) if report.root and Path(report.root).is_dir() else catalog.root
-        prepare(result, selector, ctx, root)
-        alerts = sort_alerts(evaluate_selector(result, selector, ctx))
+        judgement = judge_selector(result, selector, rules=rules, history=store, host_key=environment.host_info().host_key,
+                                   cwd=root, thresholds_mode=None if args.thresholds == "catalog" else args.thresholds)
     finally:
         if store is not None:
             store.close()
+    alerts = judgement.alerts
     blockers = blocking(alerts, args.fail_on)
-    notes += ctx.notes
+    notes += judgement.notes
     if args.json:
         print_json({
             "selector": selector.name, "format": fmt, "lacks": lacks, "state": result.state.value, "reason": result.reason,
