@@ -360,8 +360,7 @@ def run_selectors(catalog: Catalog, selectors: list[Selector], jobs: int, progre
     """Run the selectors through the harness runner (as `harness run` does) in a scratch folder, and
     judge each by the rules as the gate would (at ``DEFAULT_FAIL_ON``)."""
     from harness.evaluation import runtime_of
-    from harness.progress import make_progress
-    from harness.runner import Runner, plan_selector
+    from harness.runner import plan_selector, run_plans
     from harness.selector_result import ScratchDirectory, selector_result
     from harness.verdict import judge_selector
 
@@ -369,13 +368,7 @@ def run_selectors(catalog: Catalog, selectors: list[Selector], jobs: int, progre
     scratch = ScratchDirectory(work)
     run_id = f"doctor-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
     plans = [plan_selector(catalog, selector, work, run_id) for selector in selectors]
-    sink = make_progress(progress, len(plans))
-    try:
-        outcomes = Runner(plans, jobs, sink, stop).run()
-    finally:
-        close = getattr(sink, "close", None)
-        if close:
-            close()
+    outcomes = run_plans(plans, jobs, progress, stop)
     found = {}
     for plan in plans:
         result = selector_result(plan, outcomes[plan.name], scratch)

@@ -21,9 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness import shard
-from harness.progress import make_progress
 from harness.run_directory import RunDirectory
-from harness.runner import Runner, plan_selector, utc_now
+from harness.runner import plan_selector, run_plans, utc_now
 from harness.selector_env import redact_secrets
 from harness.selector_result import not_run_result, selector_result
 
@@ -163,7 +162,6 @@ def execute(request: RunRequest) -> RunOutcome:
     try:
         plans = [plan_selector(catalog, selector, run_dir.staging, run_dir.name) for selector in request.selectors]
         plans = shard.shard_plans(plans, request.shard, catalog)  # a test-split selector runs its slice only
-        progress = make_progress(request.progress, len(plans))
 
         def beside_the_tests() -> None:
             """Once the first tests started: capture the environment, import what follows them."""
@@ -171,12 +169,7 @@ def execute(request: RunRequest) -> RunOutcome:
             start_post_run_warm_up(dashboard=request.history_path is not None)
 
         with StopSignals() as stop:
-            try:
-                outcomes = Runner(plans, request.jobs, progress, stop.event).run(on_launched=beside_the_tests)
-            finally:
-                close = getattr(progress, "close", None)
-                if close:
-                    close()
+            outcomes = run_plans(plans, request.jobs, request.progress, stop.event, on_launched=beside_the_tests)
             interrupted_by = stop.received
             # From here on a second signal must not leave a half-written report: keep deferring.
             # Whatever a test printed, the harness's secrets do not get into the report or the logs.

@@ -160,6 +160,22 @@ def launch(plan: SelectorPlan, *, stdout: IO | int | None, stderr: IO | int | No
     return process_tree.start_guarded(plan.argv, cwd=plan.cwd, env=plan.env, stdout=stdout, stderr=stderr)
 
 
+def run_plans(plans: list[SelectorPlan], jobs: int, progress: str, stop: threading.Event,
+              on_launched: Callable[[], object] | None = None) -> dict[str, ProcessOutcome]:
+    """Run ``plans`` with at most ``jobs`` CPUs busy and the live display ``progress`` (auto, rich,
+    plain or none: ``harness.progress``), closed however the run ends. What every command that
+    runs selectors calls (run, calibrate, doctor)."""
+    from harness.progress import make_progress  # it imports this module
+
+    sink = make_progress(progress, len(plans))
+    try:
+        return Runner(plans, jobs, sink, stop).run(on_launched=on_launched)
+    finally:
+        close = getattr(sink, "close", None)
+        if close:
+            close()
+
+
 class ProgressSink:
     """What the runner tells about progress (see harness.progress for the displays)."""
 

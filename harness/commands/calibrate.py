@@ -45,10 +45,9 @@ def handle(args: argparse.Namespace) -> int:
     from harness.evaluation import numeric_figures, runtime_of
     from harness.history import HistoryStore
     from harness.pipeline import EXIT_INTERRUPTED, StopSignals
-    from harness.progress import make_progress
     from harness.report_model import SelectorState
     from harness.run_directory import RunDirectory
-    from harness.runner import Runner, plan_selector
+    from harness.runner import plan_selector, run_plans
     from harness.selector_result import selector_result
 
     catalog = load_catalog(args)
@@ -63,11 +62,7 @@ def handle(args: argparse.Namespace) -> int:
     with StopSignals() as stop:
         for index in range(1, args.runs + 1):
             plan = plan_selector(catalog, selector, work.staging / f"run-{index}", f"{work.name}-{index}")
-            progress = make_progress(args.progress, 1)
-            outcome = Runner([plan], selector.cpus, progress, stop.event).run()[plan.name]
-            close = getattr(progress, "close", None)
-            if close:
-                close()
+            outcome = run_plans([plan], selector.cpus, args.progress, stop.event)[plan.name]
             if stop.received:
                 work.discard()
                 print("harness: calibration interrupted; nothing stored", file=sys.stderr)
