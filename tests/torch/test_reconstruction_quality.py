@@ -75,8 +75,8 @@ def _record_ground_truth(folder: Path, truth: np.ndarray, record_property) -> No
 
 
 @pytest.mark.slow
-# A hang guard, not a time budget: the preset's 60 epochs take about 5 min on 2 idle cores, and up
-# to 8x that on a machine shared with other jobs (measured: load average 9 on 2 cores).
+# A hang guard, not a time budget: the preset's 100 epochs take about 7 min on 2 idle cores, and
+# several times that on a machine shared with other jobs (measured: 18 min at load average 4.7).
 @pytest.mark.timeout(3000)
 def test_reconstruction_quality_against_baseline(canonical_npz, tmp_path, record_property):
     writing = os.environ.get("PTYCHO_WRITE_QUALITY_BASELINE") == "1"
