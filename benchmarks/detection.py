@@ -51,7 +51,7 @@ sys.path.insert(0, str(REPO))
 from harness.catalog import load_catalog  # noqa: E402
 from harness.history import HistoryStore  # noqa: E402
 from harness.report_model import SelectorResult  # noqa: E402
-from harness.rules import RuleSet, load_rules  # noqa: E402
+from harness.rule_schema import RuleSet, load_rules  # noqa: E402
 from harness.synthetic_runs import SyntheticRun, record  # noqa: E402
 
 LEVEL = 35.92
@@ -289,7 +289,7 @@ def detection_cost(workdir: Path, results: dict, runs: int = 1000, tests: int = 
                    quiet: bool = False) -> dict:
     """One evaluation of a new run against a history of ``runs`` x ``tests`` (the recorded part is
     built without evaluating, which is not what is measured)."""
-    from harness.evaluation import EvaluationContext, NoHistory, evaluate_selector, prepare
+    from harness.rule_engine import EvaluationContext, NoHistory, evaluate_selector, prepare
     from harness.synthetic_runs import result_for, selector as make_selector
 
     sel = make_selector("bigsuite", figures=({"name": "ssim", "direction": "higher"},))

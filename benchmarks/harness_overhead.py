@@ -113,10 +113,10 @@ def bench_run_overhead(rounds: int) -> dict[str, float]:
 
 def bench_parse_and_rules(n_tests: int, rounds: int) -> dict[str, float]:
     from harness.catalog import load_catalog
-    from harness.evaluation import EvaluationContext, NoHistory, evaluate_selector, prepare
+    from harness.rule_engine import EvaluationContext, NoHistory, evaluate_selector, prepare
     from harness.pytest_report import classify, parse_report_text
     from harness.report_model import SelectorResult
-    from harness.rules import load_rules
+    from harness.rule_schema import load_rules
 
     work = Path(tempfile.mkdtemp(prefix="harness-bench-10k-"))
     try:

@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from harness.catalog import RetentionSpec  # noqa: E402
-from harness.evaluation import fingerprint  # noqa: E402
+from harness.rule_engine import fingerprint  # noqa: E402
 from harness.history import HistoryStore  # noqa: E402
 from harness.report_model import (  # noqa: E402
     Alert,

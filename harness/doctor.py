@@ -50,7 +50,7 @@ from harness.catalog import (
     SelectorRunsCheck,
 )
 from harness.errors import ConfigError
-from harness.rules import RuleSet
+from harness.rule_schema import RuleSet
 from harness.states import SEVERITY_RANK
 
 
@@ -359,7 +359,7 @@ def run_selectors(catalog: Catalog, selectors: list[Selector], jobs: int, progre
                   rules: RuleSet | None = None, host_key: str = "") -> tuple[dict[str, SelectorRun], Path]:
     """Run the selectors through the harness runner (as `harness run` does) in a scratch folder, and
     judge each by the rules as the gate would (at ``DEFAULT_FAIL_ON``)."""
-    from harness.evaluation import runtime_of
+    from harness.rule_engine import runtime_of
     from harness.runner import plan_selector, run_plans
     from harness.selector_result import ScratchDirectory, selector_result
     from harness.verdict import judge_selector
@@ -799,7 +799,7 @@ def diagnose(request: DoctorRequest) -> DoctorReport:
     from harness.environment import host_info
     from harness.locations import DEFAULT_RULES
     from harness.pipeline import StopSignals
-    from harness.rules import load_rules
+    from harness.rule_schema import load_rules
 
     now = datetime.now(UTC)
     environ = request.environ

@@ -37,7 +37,7 @@ from harness.history import HistoryStore
 from harness.locations import REPO_ROOT
 from harness.report_model import DID_NOT_RUN_STATES, GOOD_STATES, Alert, RunReport, SelectorResult
 from harness.alerts.routes import owners_of
-from harness.rules import RuleSet
+from harness.rule_schema import RuleSet
 from harness.runner import STOP_GRACE_S, ProcessOutcome, SelectorPlan, exit_signal, launch, plan_in, utc_now
 from harness.selector_env import SecretRedactor, redaction_notes
 from harness.selector_result import ScratchDirectory, selector_result

@@ -152,7 +152,7 @@ def flaky_tests(history: object, selector: str, window: int = 50, min_flips: int
 
 def flaky_alerts(trigger, selector, result, ctx) -> list:
     """FLAKY-002: history plus this run (``ctx``: EvaluationContext)."""
-    from harness.evaluation import _alert
+    from harness.rule_engine import _alert
 
     cond = trigger.when.flaky
     assert cond is not None

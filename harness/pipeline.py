@@ -29,13 +29,13 @@ from harness.selector_result import not_run_result, selector_result
 if TYPE_CHECKING:
     from harness.catalog import Cadence, Catalog, Selector
     from harness.report_model import GitInfo, RunInfo, RunReport
-    from harness.rules import RuleSet
+    from harness.rule_schema import RuleSet
 
 # Everything after the tests (parsing, rules, history, reports, alert delivery) is imported by
 # the warm-up thread while the tests run, not before the first one starts: see
 # start_post_run_warm_up. The functions below import what they use from these.
 POST_RUN_MODULES = (
-    "harness.report_model", "harness.pytest_report", "harness.evaluation", "harness.history",
+    "harness.report_model", "harness.pytest_report", "harness.rule_engine", "harness.history",
     "harness.render", "harness.environment", "harness.github", "harness.alerts.delivery", "harness.verdict",
 )
 

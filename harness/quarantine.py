@@ -216,7 +216,7 @@ def is_quarantined(alert: Any) -> bool:
 def quarantine_alerts(trigger: Any, selector: Any, result: Any, ctx: Any, on: date | None = None) -> list:
     """QUAR-001 (an entry expired: the test is armed again) and QUAR-002 (a quarantined test
     passed its last ``passes`` runs: propose its release), for the tests of this result."""
-    from harness.evaluation import fingerprint
+    from harness.rule_engine import fingerprint
     from harness.report_model import Alert
 
     cond = trigger.when.quarantine

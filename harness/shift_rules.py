@@ -24,7 +24,7 @@ from harness import history_series
 from harness.catalog import Selector
 from harness.changepoints import InvalidMeasurement, ScanSettings, Shift, check_measurement, scan, short_sha, still_shifted
 from harness.report_model import Alert, SelectorResult
-from harness.rules import ShiftCondition, Trigger
+from harness.rule_schema import ShiftCondition, Trigger
 
 # A run whose tests did not execute (did_not_run, and the older "skipped") has no timing to judge.
 TIMED = ("passed", "flaky")
@@ -55,7 +55,7 @@ def settings_for(cond: ShiftCondition, direction: str | None = None) -> ScanSett
 
 def shift_alerts(trigger: Trigger, selector: Selector, result: SelectorResult, ctx: Any) -> list[Alert]:
     """The alerts of one ``shift`` trigger for one selector result (``ctx``: EvaluationContext)."""
-    from harness.evaluation import _alert
+    from harness.rule_engine import _alert
 
     cond = trigger.when.shift
     assert cond is not None
@@ -172,7 +172,7 @@ def _moved(value: float, reference: float, settings: ScanSettings) -> float:
 
 
 def _carried(trigger: Trigger, selector: Selector, result: SelectorResult, evidence: dict[str, Any]) -> Alert:
-    from harness.evaluation import _alert
+    from harness.rule_engine import _alert
 
     kept = {key: value for key, value in evidence.items() if key not in ("selector", "nodeid", "owner", "sla")}
     summary = str(evidence.get("line") or f"{result.name}: {trigger.title}")

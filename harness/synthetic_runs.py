@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from harness.catalog import Selector
-from harness.evaluation import EvaluationContext, evaluate_selector, prepare, sort_alerts
+from harness.rule_engine import EvaluationContext, evaluate_selector, prepare, sort_alerts
 from harness.history import HistoryStore
 from harness.report_model import (
     Counts,
@@ -27,7 +27,7 @@ from harness.report_model import (
     StageTimes,
     TestRecord,
 )
-from harness.rules import RuleSet
+from harness.rule_schema import RuleSet
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 

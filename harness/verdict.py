@@ -7,7 +7,7 @@ them lives in a ``VerdictBasis`` (where the host key, wall time and interruption
 and in the ``describe_run`` callback that says what kind of run it was; the steps themselves
 are the same code.
 
-- ``judge``: the trigger rules (``harness.evaluation``) over every selector result, with the
+- ``judge``: the trigger rules (``harness.rule_engine``) over every selector result, with the
   history view for RT-002's consecutive runs and calibrated baselines, plus the run-level
   rules unless the run was interrupted;
 - ``gate``: the alerts at or above ``--fail-on`` decide the exit code;
@@ -35,15 +35,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.errors import HarnessError
-from harness.evaluation import EvaluationContext, NoHistory, blocking, evaluate_run, evaluate_selector, prepare
-from harness.evaluation import sort_alerts
+from harness.rule_engine import EvaluationContext, NoHistory, blocking, evaluate_run, evaluate_selector, prepare
+from harness.rule_engine import sort_alerts
 from harness.report_model import Alert, Gate, RunInfo, RunReport, SelectorResult
 
 if TYPE_CHECKING:
     from harness.catalog import Cadence, Catalog, Selector
-    from harness.evaluation import HistoryView
+    from harness.rule_engine import HistoryView
     from harness.history import HistoryStore
-    from harness.rules import RuleSet
+    from harness.rule_schema import RuleSet
     from harness.run_directory import RunDirectory
 
 EXIT_PASSED = 0
@@ -100,7 +100,7 @@ def open_history(path: Path | None) -> Iterator[HistoryStore | None]:
 def judge(results: list[SelectorResult], basis: VerdictBasis, history: HistoryStore | None,
           display_path: Callable[[Path], str]) -> Judgement:
     """Apply the rules to ``results`` (each completed in place with its figures and artifact
-    checks by ``evaluation.prepare``) and to the run as a whole."""
+    checks by ``rule_engine.prepare``) and to the run as a whole."""
     catalog = basis.catalog
     ctx = EvaluationContext(rules=basis.rules, history=history or NoHistory(), host_key=basis.host_key,
                             thresholds_mode=basis.thresholds_mode, display_path=display_path,

@@ -42,7 +42,7 @@ def handle(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
     from harness.environment import host_info
-    from harness.evaluation import numeric_figures, runtime_of
+    from harness.rule_engine import numeric_figures, runtime_of
     from harness.history import HistoryStore
     from harness.pipeline import EXIT_INTERRUPTED, StopSignals
     from harness.report_model import SelectorState

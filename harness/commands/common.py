@@ -71,7 +71,7 @@ def load_catalog(args: argparse.Namespace):
 
 def load_rules(args: argparse.Namespace, catalog, warn: bool = False) -> Any:
     from harness.locations import DEFAULT_RULES
-    from harness.rules import load_rules as load
+    from harness.rule_schema import load_rules as load
 
     path = getattr(args, "rules", None) or catalog.rules or DEFAULT_RULES
     rules = load(path)

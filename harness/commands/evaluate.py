@@ -45,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     from harness import environment
-    from harness.evaluation import blocking
+    from harness.rule_engine import blocking
     from harness.history import HistoryStore
     from harness.junit_report import load_any
     from harness.pytest_report import classify

@@ -12,7 +12,7 @@ from harness.changepoints import InvalidMeasurement, ScanSettings, check_measure
 from harness.commands.baseline import accept
 from harness.flaky import counted_flips, flaky_tests
 from harness.history import HistoryStore
-from harness.rules import load_rules
+from harness.rule_schema import load_rules
 from harness.synthetic_runs import SyntheticRun, record, selector
 
 RULES = Path(__file__).resolve().parents[2] / "alerts" / "rules.yaml"
@@ -254,7 +254,7 @@ def quarantined_rules(tmp_path):
 
 def test_a_quarantined_failure_is_reported_and_counted_but_does_not_fail_the_gate(store, quarantined_rules, monkeypatch):
     from harness import quarantine
-    from harness.evaluation import blocking
+    from harness.rule_engine import blocking
 
     monkeypatch.setattr(quarantine, "today", lambda: quarantine.date(2026, 12, 7))
     rules, sel = load_rules(quarantined_rules), selector("unit")
@@ -270,7 +270,7 @@ def test_a_quarantined_failure_is_reported_and_counted_but_does_not_fail_the_gat
 
 def test_an_expired_quarantine_re_arms_the_test_and_alerts_its_owner(store, quarantined_rules, monkeypatch):
     from harness import quarantine
-    from harness.evaluation import blocking
+    from harness.rule_engine import blocking
 
     monkeypatch.setattr(quarantine, "today", lambda: quarantine.date(2027, 1, 2))
     rules, sel = load_rules(quarantined_rules), selector("unit")

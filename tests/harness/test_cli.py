@@ -23,7 +23,7 @@ def test_help_lists_the_commands_without_importing_a_backend():
     for command in ("run", "evaluate", "calibrate", "history", "catalog", "rules", "schema"):
         assert f"    {command}" in done.stdout
     probe = ("import sys, harness.cli as cli; cli.build_parser(); "
-             "import harness.pipeline, harness.evaluation, harness.artifacts, harness.history, harness.render; "
+             "import harness.pipeline, harness.rule_engine, harness.artifacts, harness.history, harness.render; "
              "print(sorted({'torch', 'tensorflow', 'lightning'} & set(sys.modules)))")
     imported = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO)
     assert imported.stdout.strip() == "[]"

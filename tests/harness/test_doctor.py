@@ -331,7 +331,7 @@ def test_cpu_only_requires_the_integration_selector_pinned(project, tmp_path):
 
 def test_the_shipped_catalog_declares_the_handoff_checklist():
     from harness.locations import DEFAULT_CATALOG, DEFAULT_RULES
-    from harness.rules import load_rules
+    from harness.rule_schema import load_rules
 
     catalog = load_catalog(DEFAULT_CATALOG)
     declared = {spec.kind: spec for spec in catalog.doctor.checks}
@@ -354,7 +354,7 @@ def test_a_declared_check_naming_an_unknown_selector_is_a_catalog_error(project,
 
 def test_guardrails_warn_when_the_rules_lose_a_brief_trigger(project, tmp_path):
     from harness.locations import DEFAULT_RULES
-    from harness.rules import load_rules
+    from harness.rule_schema import load_rules
 
     text = DEFAULT_RULES.read_text()
     start = text.index("  - id: PARITY-001")

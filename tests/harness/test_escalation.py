@@ -230,7 +230,7 @@ def test_user_mistakes_are_one_line_and_exit_2(project, args, message):
 
 def test_a_failure_while_documenting_leaves_no_directory_and_no_ledger_entry(project, tmp_path):
     from harness.catalog import load_catalog
-    from harness.rules import load_rules
+    from harness.rule_schema import load_rules
 
     catalog = load_catalog(project.root / "catalog.toml")
     broken = tmp_path / "broken-templates"  # overrides the packaged document template with one that fails
@@ -249,7 +249,7 @@ def test_a_failure_while_documenting_leaves_no_directory_and_no_ledger_entry(pro
 
 def test_a_project_without_its_own_templates_documents_with_the_packaged_defaults(project, tmp_path):
     from harness.catalog import load_catalog
-    from harness.rules import load_rules
+    from harness.rule_schema import load_rules
 
     catalog = load_catalog(project.root / "catalog.toml")
     request = ReproduceRequest(

@@ -12,9 +12,9 @@ from pathlib import Path
 from sample_projects import RULES, checkpoint_bytes, png_bytes
 
 from harness.catalog import ArtifactSpec, Selector
-from harness.evaluation import EvaluationContext, NoHistory, evaluate_selector, prepare
+from harness.rule_engine import EvaluationContext, NoHistory, evaluate_selector, prepare
 from harness.report_model import Counts, SelectorResult, SelectorState, TestRecord
-from harness.rules import load_rules
+from harness.rule_schema import load_rules
 
 NODE = "tests/test_integration.py::test_run_pytorch_train_save_load_infer"
 

@@ -105,10 +105,10 @@ def test_what_runs_before_the_first_test_imports_none_of_the_post_run_work():
         import sys
         import harness.cli, harness.commands.run, harness.pipeline, harness.selection, harness.shard
         from harness.catalog import load_catalog
-        from harness.rules import load_rules
+        from harness.rule_schema import load_rules
         load_catalog("harness/catalog.toml")
         load_rules("alerts/rules.yaml")
-        post_run = {"harness.report_model", "harness.pytest_report", "harness.evaluation", "harness.history",
+        post_run = {"harness.report_model", "harness.pytest_report", "harness.rule_engine", "harness.history",
                     "harness.render", "harness.alerts.delivery", "harness.dashboard", "harness.environment",
                     "jinja2", "requests", "sqlite3", "matplotlib", "numpy", "rich"}
         print(sorted(post_run & set(sys.modules)))

@@ -18,7 +18,7 @@ from sample_projects import harness_main
 from harness.alerts.delivery_state import AlertStore
 from harness.catalog import RetentionSpec, load_catalog
 from harness.errors import ConfigError
-from harness.evaluation import fingerprint
+from harness.rule_engine import fingerprint
 from harness.history import HistoryStore
 from harness.report_model import (
     Alert,

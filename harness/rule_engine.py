@@ -30,7 +30,7 @@ from harness.report_model import (
     SelectorState,
     TestRecord,
 )
-from harness.rules import RuleSet, Trigger
+from harness.rule_schema import RuleSet, Trigger
 from harness.thresholds import Thresholds, resolve_thresholds
 
 
