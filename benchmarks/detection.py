@@ -1,9 +1,9 @@
 """How well the harness tells a regression from noise (change points, flaky tests). Prints figures.
 
 Synthetic histories go through the REAL rule engine and history store: every run is a
-RunReport that ``evaluate_selector`` judges against the history so far and
-``HistoryStore.recording`` records (harness/synthetic_runs.py), exactly what ``harness run``
-does after its tests. Side by side, per scenario:
+RunReport that ``verdict.judge_selector`` judges against the history so far and
+``HistoryStore.recording`` records (harness/synthetic_runs.py), the steps ``harness run``
+takes after its tests. Side by side, per scenario:
 
 (a) ``fixed``   the brief's fixed rules RT-001/002/003 with the catalog's absolute thresholds
                 (integration: > 90 s, > 60 s three runs running, < 20 s), level 35.92 s;
@@ -289,8 +289,9 @@ def detection_cost(workdir: Path, results: dict, runs: int = 1000, tests: int = 
                    quiet: bool = False) -> dict:
     """One evaluation of a new run against a history of ``runs`` x ``tests`` (the recorded part is
     built without evaluating, which is not what is measured)."""
-    from harness.rule_engine import EvaluationContext, NoHistory, evaluate_selector, prepare
+    from harness.rule_engine import EvaluationContext, NoHistory, prepare
     from harness.synthetic_runs import result_for, selector as make_selector
+    from harness.verdict import judge_selector
 
     sel = make_selector("bigsuite", figures=({"name": "ssim", "direction": "higher"},))
     rules = rules_subset(["RT-004", "PERF-001", "QUAL-002", "FLAKY-002"])
@@ -328,10 +329,8 @@ def detection_cost(workdir: Path, results: dict, runs: int = 1000, tests: int = 
         built = time.perf_counter() - build
         timings = []
         for _ in range(rounds):
-            ctx = EvaluationContext(rules=rules, history=store, host_key="bench-host")
             start = time.perf_counter()
-            prepare(result, sel, ctx, REPO)
-            alerts = evaluate_selector(result, sel, ctx)
+            alerts = judge_selector(result, sel, rules=rules, history=store, host_key="bench-host", cwd=REPO).alerts
             timings.append(time.perf_counter() - start)
     path.unlink()
     median = statistics.median(timings)

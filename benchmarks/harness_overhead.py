@@ -113,10 +113,10 @@ def bench_run_overhead(rounds: int) -> dict[str, float]:
 
 def bench_parse_and_rules(n_tests: int, rounds: int) -> dict[str, float]:
     from harness.catalog import load_catalog
-    from harness.rule_engine import EvaluationContext, NoHistory, evaluate_selector, prepare
     from harness.pytest_report import classify, parse_report_text
     from harness.report_model import SelectorResult
     from harness.rule_schema import load_rules
+    from harness.verdict import judge_selector
 
     work = Path(tempfile.mkdtemp(prefix="harness-bench-10k-"))
     try:
@@ -147,9 +147,7 @@ def bench_parse_and_rules(n_tests: int, rounds: int) -> dict[str, float]:
             result = SelectorResult(name=selector.name, title=selector.title, owner=selector.owner, argv=[], env={},
                                     state=parsed.state, reason=parsed.reason, wall_s=pytest_s, session_s=parsed.session_s,
                                     tests_s=parsed.tests_s, counts=parsed.counts, tests=parsed.tests)
-            ctx = EvaluationContext(rules=rules, history=NoHistory(), host_key="bench")
-            prepare(result, selector, ctx, work)
-            alerts = len(evaluate_selector(result, selector, ctx))
+            alerts = len(judge_selector(result, selector, rules=rules, history=None, host_key="bench", cwd=work).alerts)
             timings.append(time.perf_counter() - start)
             cpu.append(time.process_time() - start_cpu)
         return {"tests": parsed.counts.total, "report_mb": len(text) / 1e6, "parse_rules_s": statistics.median(timings),

@@ -2,8 +2,8 @@
 
 benchmarks/detection.py and the detection tests drive histories of hundreds of runs (a
 runtime, test durations and outcomes, quality figures per run) without starting pytest: each
-run is a ``RunReport`` that ``evaluate_selector`` judges against the history so far and
-``HistoryStore.recording`` records, exactly as ``harness run`` does after its tests.
+run is a ``RunReport`` whose selector ``verdict.judge_selector`` judges against the history so far
+and ``HistoryStore.recording`` records, the same steps ``harness run`` takes after its tests.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from harness.catalog import Selector
-from harness.rule_engine import EvaluationContext, evaluate_selector, prepare, sort_alerts
 from harness.history import HistoryStore
 from harness.report_model import (
     Counts,
@@ -28,6 +27,7 @@ from harness.report_model import (
     TestRecord,
 )
 from harness.rule_schema import RuleSet
+from harness.verdict import judge_selector
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -75,9 +75,8 @@ def record(store: HistoryStore, rules: RuleSet, sel: Selector, run: SyntheticRun
            thresholds_mode: str | None = None) -> RunReport:
     """Judge ``run`` against the history so far, record it, and return its report (alerts, resolved)."""
     result = result_for(sel, run)
-    ctx = EvaluationContext(rules=rules, history=store, host_key=run.host_key, thresholds_mode=thresholds_mode)
-    prepare(result, sel, ctx, Path("."))  # runtime, thresholds and figures, as harness run does
-    alerts = sort_alerts(evaluate_selector(result, sel, ctx))
+    judgement = judge_selector(result, sel, rules=rules, history=store, host_key=run.host_key, cwd=Path("."),
+                               thresholds_mode=thresholds_mode)
     started = (EPOCH + timedelta(hours=index)).isoformat().replace("+00:00", "Z")
     report = RunReport(
         run=RunInfo(id=f"run-{index:05d}", cadence="nightly", started_at=started, finished_at=started, wall_s=run.runtime_s,
@@ -85,7 +84,7 @@ def record(store: HistoryStore, rules: RuleSet, sel: Selector, run: SyntheticRun
                     harness_version="synthetic", git=GitInfo(sha=run.sha, branch="main", dirty=False),
                     host=HostInfo(hostname=run.host_key, host_key=run.host_key, platform="synthetic"), versions={}),
         gate=Gate(passed=True, fail_on="high", exit_code=0),
-        selectors=[result], alerts=alerts, notes=list(dict.fromkeys(ctx.notes)),
+        selectors=[result], alerts=judgement.alerts, notes=list(dict.fromkeys(judgement.notes)),
     )
     with store.recording(report) as resolved:
         report.resolved = resolved
