@@ -159,11 +159,12 @@ def flaky_alerts(trigger, selector, result, ctx) -> list:
     if getattr(ctx.history, "db", None) is None or result.state.value not in ("passed", "flaky", "failed"):
         return []
     table = test_histories(ctx.history, result.name, cond.window - 1)
+    sha, dirty = (ctx.git.sha, ctx.git.dirty) if ctx.git is not None else (None, None)
     alerts = []
     for test in result.tests:
         if test.kind != "test":
             continue
-        rows = [*table.get(test.nodeid, []), ("this run", None, None, test.outcome, test.message)]
+        rows = [*table.get(test.nodeid, []), ("this run", sha, dirty, test.outcome, test.message)]
         verdict = judge(test.nodeid, rows)
         if not is_flaky(verdict, cond.min_flips, cond.same_commit):
             continue

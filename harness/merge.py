@@ -350,7 +350,7 @@ def merge(shards: list[Shard], catalog: Catalog, rules, reports_dir: Path, histo
         catalog=catalog, rules=rules, cadence=cadence, fail_on=fail_on, host_key=first.run.host.host_key,
         wall_s=round(sum(s.report.run.wall_s for s in shards), 3), reports_dir=reports_dir,
         history_path=history_path, thresholds_mode=None if first.run.thresholds == "catalog" else first.run.thresholds,
-        interrupted_exit=130 if interrupted else None,
+        interrupted_exit=130 if interrupted else None, git=first.run.git,
     )
     hosts = sorted({s.report.run.host.host_key for s in shards})
     notes = [f"merged from {len(shards)} shards: " + ", ".join(

@@ -195,6 +195,7 @@ def execute(request: RunRequest) -> RunOutcome:
                 host_key=host.host_key, wall_s=round(time.monotonic() - clock, 3), reports_dir=request.reports_dir,
                 history_path=request.history_path, thresholds_mode=request.thresholds_mode,
                 interrupted_exit=None if interrupted_by is None else EXIT_INTERRUPTED.get(interrupted_by, 130),
+                git=capture.git(),
             )
 
             def describe_run(status: str) -> RunInfo:
@@ -206,7 +207,7 @@ def execute(request: RunRequest) -> RunOutcome:
                     rules=str(request.rules.path), root=str(catalog.root), jobs=request.jobs,
                     budget_s=request.cadence.budget_s, thresholds=request.thresholds_mode or "catalog",
                     changed_files=request.changed_files, harness_version=environment.__version__,
-                    git=capture.git(), host=host, versions=environment.package_versions(), shard=request.shard,
+                    git=basis.git, host=host, versions=environment.package_versions(), shard=request.shard,
                 )
 
             report, written = conclude(results, basis, run_dir, describe_run=describe_run, notes=secret_notes,

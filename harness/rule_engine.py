@@ -26,6 +26,7 @@ from harness.report_model import (
     ArtifactCheck,
     FigureValue,
     DID_NOT_RUN_STATES,
+    GitInfo,
     SelectorResult,
     SelectorState,
     TestRecord,
@@ -61,6 +62,9 @@ class EvaluationContext:
     display_path: Callable[[Path], str] = str
     notes: list[str] = field(default_factory=list)
     cadence: str | None = None  # where the run happened: a catalog's allow_skip may name cadences
+    # The commit this run tested, so FLAKY-002 sees a fail and a pass on one commit in the run
+    # that completes the pair, not one run later; None where the run's commit is not known.
+    git: GitInfo | None = None
 
 
 def fingerprint(trigger: str, selector: str | None, nodeid: str | None, subject: str | None = None) -> str:

@@ -75,13 +75,14 @@ def record(store: HistoryStore, rules: RuleSet, sel: Selector, run: SyntheticRun
            thresholds_mode: str | None = None) -> RunReport:
     """Judge ``run`` against the history so far, record it, and return its report (alerts, resolved)."""
     result = result_for(sel, run)
+    git = GitInfo(sha=run.sha, branch="main", dirty=False)
     judgement = judge_selector(result, sel, rules=rules, history=store, host_key=run.host_key, cwd=Path("."),
-                               thresholds_mode=thresholds_mode)
+                               thresholds_mode=thresholds_mode, git=git)
     started = (EPOCH + timedelta(hours=index)).isoformat().replace("+00:00", "Z")
     report = RunReport(
         run=RunInfo(id=f"run-{index:05d}", cadence="nightly", started_at=started, finished_at=started, wall_s=run.runtime_s,
                     status="passed", catalog="synthetic", rules=str(rules.path), root=".", jobs=1,
-                    harness_version="synthetic", git=GitInfo(sha=run.sha, branch="main", dirty=False),
+                    harness_version="synthetic", git=git,
                     host=HostInfo(hostname=run.host_key, host_key=run.host_key, platform="synthetic"), versions={}),
         gate=Gate(passed=True, fail_on="high", exit_code=0),
         selectors=[result], alerts=judgement.alerts, notes=list(dict.fromkeys(judgement.notes)),

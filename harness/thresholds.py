@@ -15,9 +15,10 @@ With fewer runs the absolute thresholds apply and the report says how many runs 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from harness.catalog import RuntimeSpec
+if TYPE_CHECKING:  # annotations only: `harness run --help` quotes HOST_MIN_RUNS without loading pydantic
+    from harness.catalog import RuntimeSpec
 
 Mode = Literal["absolute", "baseline", "host"]
 HOST_MIN_RUNS = 10

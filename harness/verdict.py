@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 from harness.errors import HarnessError
 from harness.rule_engine import EvaluationContext, NoHistory, blocking, evaluate_run, evaluate_selector, prepare
 from harness.rule_engine import sort_alerts
-from harness.report_model import Alert, Gate, RunInfo, RunReport, SelectorResult
+from harness.report_model import Alert, Gate, GitInfo, RunInfo, RunReport, SelectorResult
 
 if TYPE_CHECKING:
     from harness.catalog import Cadence, Catalog, Selector
@@ -68,6 +68,9 @@ class VerdictBasis:
     # The exit code of an interrupted run (a run: by the signal received; a merge: 130 when a
     # shard was interrupted); None for a run that went to its end.
     interrupted_exit: int | None = None
+    # The commit the results come from (the rules judge this run's outcomes on it, e.g. FLAKY-002's
+    # fail and pass on one commit); None where it is not known.
+    git: GitInfo | None = None
 
     @property
     def interrupted(self) -> bool:
@@ -104,7 +107,7 @@ def judge(results: list[SelectorResult], basis: VerdictBasis, history: HistorySt
     catalog = basis.catalog
     ctx = EvaluationContext(rules=basis.rules, history=history or NoHistory(), host_key=basis.host_key,
                             thresholds_mode=basis.thresholds_mode, display_path=display_path,
-                            cadence=basis.cadence.name)
+                            cadence=basis.cadence.name, git=basis.git)
     alerts: list[Alert] = []
     for result in results:
         selector = catalog.selectors.get(result.name)
@@ -119,12 +122,13 @@ def judge(results: list[SelectorResult], basis: VerdictBasis, history: HistorySt
 
 def judge_selector(result: SelectorResult, selector: Selector, *, rules: RuleSet, history: HistoryView | None,
                    host_key: str, cwd: Path, display_path: Callable[[Path], str] = str,
-                   thresholds_mode: str | None = None) -> Judgement:
+                   thresholds_mode: str | None = None, git: GitInfo | None = None) -> Judgement:
     """The rules over one selector's result outside a run (``harness evaluate``, ``doctor``,
     ``reproduce``): the same preparation and trigger evaluation ``judge`` applies to each selector,
-    without the run-level rules. ``cwd`` is where relative artifact paths resolve."""
+    without the run-level rules. ``cwd`` is where relative artifact paths resolve; ``git`` is the
+    commit the result comes from, where known."""
     ctx = EvaluationContext(rules=rules, history=history or NoHistory(), host_key=host_key,
-                            thresholds_mode=thresholds_mode, display_path=display_path)
+                            thresholds_mode=thresholds_mode, display_path=display_path, git=git)
     prepare(result, selector, ctx, cwd)
     return Judgement(alerts=sort_alerts(evaluate_selector(result, selector, ctx)), notes=list(ctx.notes))
 

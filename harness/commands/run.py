@@ -18,6 +18,7 @@ from harness.commands.common import (
     print_json,
     reports_dir,
 )
+from harness.thresholds import HOST_MIN_RUNS, HOST_WINDOW
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -44,8 +45,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--fail-on", choices=SEVERITIES, default="high",
                         help="lowest severity that fails the gate (default: %(default)s)")
     parser.add_argument("--thresholds", choices=("catalog", "absolute", "baseline"), default="catalog",
-                        help="runtime thresholds: as each selector's catalog entry says, absolute seconds, or "
-                        "factors (2.5x, 1.7x, 0.55x) of the calibrated baseline (default: %(default)s)")
+                        help="runtime thresholds. catalog (the default): host-relative for a selector in absolute "
+                        "mode with no calibrated baseline, once this host has "
+                        f"{HOST_MIN_RUNS} runs of it: 2.5x, 1.7x, 0.55x of the median of its last {HOST_WINDOW} "
+                        "runs here, the catalog's critical and warning seconds as a ceiling (the catalog's "
+                        "absolute seconds until then); otherwise as the selector's catalog entry says. absolute: "
+                        "the catalog's seconds only. baseline: 2.5x, 1.7x, 0.55x of the baseline calibrated on "
+                        "this host (harness calibrate)")
     parser.add_argument("--progress", choices=("auto", "rich", "plain", "none"), default="auto",
                         help="live progress on stderr: a table on a terminal, plain lines otherwise (default: auto)")
     add_json_option(parser, "the run summary")

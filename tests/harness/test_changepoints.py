@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from harness.flaky import counted_flips, flaky_tests
 from harness.history import HistoryStore
 from harness.rule_schema import load_rules
 from harness.synthetic_runs import SyntheticRun, record, selector
+from sample_projects import SampleProject
 
 RULES = Path(__file__).resolve().parents[2] / "alerts" / "rules.yaml"
 
@@ -197,6 +199,48 @@ def test_a_test_that_failed_and_passed_on_one_commit_is_flaky(store):
     reports = [record(store, rules, sel, SyntheticRun(runtime_s=20.0, sha=sha(i // 2), tests=tests(i)), i) for i in range(15)]
     alert = fired(reports[14], "FLAKY-002")[0]  # runs 12 (failed) and 13 (passed) were both on commit 6
     assert alert.evidence["same_commit"] == sha(6)[:7]
+
+
+def test_a_pass_after_a_fail_on_the_same_commit_is_flaky_in_the_run_that_passes(store):
+    """The run being judged counts with its own commit: a retry that passes on the commit that
+    just failed is FLAKY-002 at once (one fail then one pass is a single flip, so only the
+    same-commit pair can say so)."""
+    rules, sel = load_rules(RULES), selector()
+    outcomes = {0: ("failed", sha(1)), 1: ("passed", sha(1)), 2: ("failed", sha(2)), 3: ("passed", sha(3))}
+    reports = [record(store, rules, sel, SyntheticRun(runtime_s=20.0, sha=commit, tests={"t.py::test_y": (outcome, 1.0, "once")}), i)
+               for i, (outcome, commit) in outcomes.items()]
+    assert [bool(fired(r, "FLAKY-002")) for r in reports[:2]] == [False, True]
+    alert = fired(reports[1], "FLAKY-002")[0]
+    assert alert.evidence["same_commit"] == sha(1)[:7] and "failed and passed on commit" in alert.summary
+
+
+def test_harness_run_judges_its_own_commit_for_flakiness(tmp_path):
+    """``harness run`` hands the commit it tested to the rules: a test that failed on a commit
+    and passes on the same commit in the next run is reported flaky in that run's report."""
+    project = SampleProject(tmp_path)
+    project.write("tests/test_retry.py", """\
+        from pathlib import Path
+
+        def test_passes_on_retry():
+            marker = Path(__file__).resolve().parents[1] / "reports" / "failed-once"
+            if not marker.exists():
+                marker.parent.mkdir(exist_ok=True)
+                marker.write_text("failed")
+                raise AssertionError("fails the first time only")
+        """)
+    project.write(".gitignore", "reports/\n__pycache__/\n.pytest_cache/\n")
+    project.catalog({"integration": {"args": ["tests/test_retry.py"]}})
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.org"]
+    subprocess.run([*git, "init", "-q", "-b", "main"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "one commit"], cwd=tmp_path, check=True)
+    first = project.run()
+    assert first.returncode == 1 and first.selector("integration")["state"] == "failed", first.stderr
+    second = project.run()
+    assert second.report["run"]["git"]["dirty"] is False, second.report["run"]["git"]
+    flaky = second.alerts("FLAKY-002")
+    assert [a["nodeid"] for a in flaky] == ["tests/test_retry.py::test_passes_on_retry"], second.report["alerts"]
+    assert flaky[0]["evidence"]["same_commit"] == second.report["run"]["git"]["sha"][:7]
 
 
 # -- runtime thresholds that follow the host ---------------------------------------------------
