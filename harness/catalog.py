@@ -13,11 +13,22 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from harness.errors import ConfigError
+from harness.errors import ConfigError, read_config_text
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 CADENCE_NAMES = ("pr", "nightly", "weekly", "manual")
 CADENCE_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def regular_expressions(values: tuple[str, ...]) -> tuple[str, ...]:
+    """``values`` unchanged once each compiles (a field validator's check, for the catalog and the
+    rules alike); a ValueError names the first that does not."""
+    for value in values:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"invalid regular expression {value!r}: {exc}") from None
+    return values
 
 
 class StrictModel(BaseModel):
@@ -110,12 +121,7 @@ class Selector(StrictModel):
     @field_validator("expected_skip_reasons")
     @classmethod
     def _skip_patterns(cls, values: tuple[str, ...]) -> tuple[str, ...]:
-        for value in values:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"invalid regular expression {value!r}: {exc}") from None
-        return values
+        return regular_expressions(values)
 
     def skip_expected(self, cadence: str | None, reasons: list[str]) -> bool:
         """Whether a run of this selector in ``cadence`` whose tests all skipped for ``reasons``
@@ -353,16 +359,11 @@ def format_validation_error(source: Path, error: ValidationError) -> str:
 def load_catalog(path: Path) -> Catalog:
     """Read and validate a catalog TOML file; relative paths in it resolve against its folder."""
     path = Path(path)
+    text = read_config_text(path, "catalog")
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: catalog file not found") from None
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read catalog: {exc.strerror}") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start})") from None
 
     if not isinstance(raw.get("selectors"), dict) or not raw["selectors"]:
         raise ConfigError(f"{path}: selectors: expected at least one [selectors.NAME] table")

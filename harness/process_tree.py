@@ -37,6 +37,18 @@ class Finished:
     cpu_s: float
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists (one owned by another user counts): stale lock files
+    and staging folders name the process that made them."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def parent_death_preexec(signum: int = signal.SIGTERM) -> Callable[[], None] | None:
     """A ``preexec_fn`` that makes the kernel send ``signum`` to the child when the thread that
     started it exits (Linux; ``None`` elsewhere). Resolved before any fork, so the child only

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from harness.errors import ConfigError
+from harness.errors import ConfigError, read_config_text
 
 HEADER = """\
 # Quarantined tests (harness/quarantine.py): they still run and are reported, but their alerts
@@ -79,8 +79,9 @@ def load(path: Path) -> QuarantineFile:
     path = Path(path)
     if not path.exists():
         return QuarantineFile()
+    text = read_config_text(path, "quarantine")
     try:
-        raw = safe_load(path.read_text(encoding="utf-8")) or {}
+        raw = safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):

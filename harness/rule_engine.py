@@ -250,6 +250,18 @@ def _test_matches(trigger: Trigger, test: TestRecord) -> dict[str, Any] | None:
     return evidence
 
 
+def _runtime_limit(bound: float | str | None, factor: float | None, thresholds: Thresholds) -> tuple[float | None, str]:
+    """One side of a runtime condition as (limit in seconds, how it was set): a factor of the
+    baseline, a named threshold, or seconds. No limit where a factor has no baseline to apply to."""
+    if factor is not None:
+        if thresholds.baseline is None:
+            return None, "no baseline"
+        return thresholds.baseline * factor, f"{factor}x baseline {thresholds.baseline:g} s"
+    if isinstance(bound, str):
+        return thresholds.named(bound), f"{bound} threshold ({thresholds.mode})"
+    return bound, "absolute"
+
+
 def _runtime_alert(trigger: Trigger, selector: Selector, result: SelectorResult, thresholds: Thresholds, ctx: EvaluationContext) -> Alert | None:
     cond = trigger.when.runtime
     assert cond is not None
@@ -259,25 +271,9 @@ def _runtime_alert(trigger: Trigger, selector: Selector, result: SelectorResult,
         # fixture failed) is fast or slow for reasons that say nothing about the code under test.
         return None
     if cond.above is not None or cond.above_factor is not None:
-        direction = "above"
-        if cond.above_factor is not None:
-            if thresholds.baseline is None:
-                return None
-            limit, label = thresholds.baseline * cond.above_factor, f"{cond.above_factor}x baseline {thresholds.baseline:g} s"
-        elif isinstance(cond.above, str):
-            limit, label = thresholds.named(cond.above), f"{cond.above} threshold ({thresholds.mode})"
-        else:
-            limit, label = cond.above, "absolute"
+        direction, limit, label = "above", *_runtime_limit(cond.above, cond.above_factor, thresholds)
     else:
-        direction = "below"
-        if cond.below_factor is not None:
-            if thresholds.baseline is None:
-                return None
-            limit, label = thresholds.baseline * cond.below_factor, f"{cond.below_factor}x baseline {thresholds.baseline:g} s"
-        elif isinstance(cond.below, str):
-            limit, label = thresholds.named(cond.below), f"{cond.below} threshold ({thresholds.mode})"
-        else:
-            limit, label = cond.below, "absolute"
+        direction, limit, label = "below", *_runtime_limit(cond.below, cond.below_factor, thresholds)
     if limit is None:
         return None
 

@@ -16,8 +16,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from harness.catalog import format_validation_error
-from harness.errors import ConfigError
+from harness.catalog import format_validation_error, regular_expressions
+from harness.errors import ConfigError, read_config_text
 from harness.states import DID_NOT_RUN_STATES, SelectorState, Severity
 
 ThresholdName = Literal["critical", "warning", "suspicious"]
@@ -39,12 +39,7 @@ class Patterns(_Strict):
     @field_validator("all", "any", "none")
     @classmethod
     def _compiles(cls, values: tuple[str, ...]) -> tuple[str, ...]:
-        for value in values:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"invalid regular expression {value!r}: {exc}") from None
-        return values
+        return regular_expressions(values)
 
     @model_validator(mode="after")
     def _not_empty(self) -> Patterns:
@@ -306,16 +301,11 @@ def load_rules(path: Path) -> RuleSet:
     from harness.yaml_loader import safe_load
 
     path = Path(path)
+    text = read_config_text(path, "rules")
     try:
-        raw = safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: rules file not found") from None
+        raw = safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start})") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read rules: {exc.strerror}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping with a 'triggers' list")
     triggers = raw.get("triggers")

@@ -17,18 +17,10 @@ from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 
+from harness.process_tree import pid_alive
+
 STAGING = ".staging"
 _STAGING_NAME = re.compile(r"^(?P<name>.+)\.(?P<pid>\d+)$")
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _lock_owner(lock: Path) -> int | None:
@@ -61,13 +53,13 @@ def clean_stale_staging(reports_dir: Path) -> list[Path]:
     for entry in staging.iterdir():
         if entry.name.endswith(".lock"):
             owner = _lock_owner(entry)
-            if owner is not None and _pid_alive(owner):
+            if owner is not None and pid_alive(owner):
                 continue
             entry.unlink(missing_ok=True)
             removed.append(entry)
             continue
         match = _STAGING_NAME.match(entry.name)
-        if not match or _pid_alive(int(match.group("pid"))):
+        if not match or pid_alive(int(match.group("pid"))):
             continue
         shutil.rmtree(entry, ignore_errors=True)
         removed.append(entry)

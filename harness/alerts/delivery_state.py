@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from harness.history import HistoryStore
+from harness.process_tree import pid_alive
 
 # A 'sending' claim older than this is abandoned (a delivery takes at most a few minutes).
 CLAIM_TIMEOUT_S = 15 * 60
@@ -50,16 +51,6 @@ def new_message_id() -> str:
 
 def this_process() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @dataclass(frozen=True)
@@ -350,7 +341,7 @@ class AlertStore:
             return True
         host, _, pid = (claimed_by or "").rpartition(":")
         if host == socket.gethostname() and pid.isdigit():
-            return int(pid) != os.getpid() and not _pid_alive(int(pid))
+            return int(pid) != os.getpid() and not pid_alive(int(pid))
         return False
 
     def claim(self, message: OutboxMessage, now: datetime, *, in_order: bool = True) -> str:

@@ -17,7 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from harness.errors import ConfigError
+from harness.errors import ConfigError, read_config_text
 from harness.yaml_loader import safe_load
 
 SEVERITIES = ("info", "warning", "medium", "high", "critical")
@@ -447,12 +447,4 @@ def parse_routes(text: str, source: Path) -> RoutesConfig:
 def load_routes(path: Path) -> RoutesConfig:
     """Read and validate ``alerts/routes.yaml`` (or the file given)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: routes file not found") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read routes: {exc.strerror}") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start})") from None
-    return parse_routes(text, path)
+    return parse_routes(read_config_text(path, "routes"), path)

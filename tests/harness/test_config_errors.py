@@ -56,7 +56,7 @@ def test_a_catalog_that_is_not_utf8(project, capsys):
     _one_line(capsys, _run(project), "catalog.toml: not UTF-8 text (byte 0xe9")
 
 
-def test_rules_and_routes_that_are_not_utf8(project, capsys, monkeypatch):
+def test_rules_routes_and_quarantine_that_are_not_utf8(project, capsys, monkeypatch):
     project.catalog({"one": {"args": ["tests/test_ok.py"]}})
     rules = project.root / "rules.yaml"
     rules.write_bytes(b"version: 1\n" + LATIN1)
@@ -66,6 +66,10 @@ def test_rules_and_routes_that_are_not_utf8(project, capsys, monkeypatch):
     routes.write_bytes(b"version: 1\n" + LATIN1)
     monkeypatch.setenv("HARNESS_HISTORY", str(project.root / "history.sqlite"))
     _one_line(capsys, main(["alerts", "routes", "--routes", str(routes)]), "routes.yaml: not UTF-8 text")
+    quarantine = project.root / "quarantine.yaml"
+    quarantine.write_bytes(b"quarantine: []\n" + LATIN1)
+    _one_line(capsys, main(["quarantine", "list", "--file", str(quarantine), "--catalog", str(project.root / "catalog.toml")]),
+              "quarantine.yaml: not UTF-8 text (byte 0xe9")
 
 
 def test_changed_files_and_reports_that_are_not_utf8(project, capsys):
