@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import standardwebhooks
 from sample_projects import harness, harness_env, make_project
-from webhook_receiver import Receiver, Reply
+from webhook_receiver import Reply
 
 from harness.cli import main
 
@@ -25,13 +25,6 @@ routes:
 default:
   sinks: [chat]
 """
-
-
-@pytest.fixture
-def receiver():
-    server = Receiver.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -125,13 +125,6 @@ class World:
 
 
 @pytest.fixture
-def receiver():
-    server = Receiver.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def world(tmp_path, receiver) -> World:
     return World(tmp_path, receiver)
 

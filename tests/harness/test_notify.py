@@ -14,7 +14,7 @@ import time
 
 import pytest
 import standardwebhooks
-from webhook_receiver import Receiver, Reply, closed_port_url
+from webhook_receiver import Reply, closed_port_url
 
 from harness.alerts import webhooks
 from harness.alerts.webhooks import RetryPolicy, deliver, retry_after_seconds, sign
@@ -28,13 +28,6 @@ VECTOR_SIG = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
 FAST = RetryPolicy(max_attempts=3, backoff_initial_s=0.01, backoff_max_s=0.05, max_retry_after_s=2,
                    connect_timeout_s=1, timeout_s=1)
 SECRET = "whsec_" + base64.b64encode(b"a-test-signing-key-of-32-bytes!!").decode()
-
-
-@pytest.fixture
-def receiver():
-    server = Receiver.start()
-    yield server
-    server.stop()
 
 
 def verify_reference(secret: str, body: bytes, headers: dict[str, str]) -> object:
