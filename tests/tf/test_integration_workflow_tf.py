@@ -1,8 +1,9 @@
 """The TensorFlow train -> save -> load -> infer workflow through ``ptycho-train`` / ``ptycho-infer``
 as subprocesses on the canonical fixture, CPU only, with the torch integration test's artifact and
-quality checks (tests/torch/test_integration_workflow_torch.py): same training settings, PNGs of
-the object's shape over 1 KB, SSIM above the flat image's by a margin, Poisson deviance clearly
-below the untrained model's. Figures are recorded with ``record_property`` under the same names.
+quality checks (tests/integration_evidence.py, shared with tests/torch/test_integration_workflow_torch.py):
+same training settings, PNGs of the object's shape over 1 KB, SSIM above the flat image's by a
+margin, Poisson deviance clearly below the untrained model's. Figures are recorded with
+``record_property`` under the same names.
 """
 
 from __future__ import annotations
@@ -13,63 +14,38 @@ import subprocess
 import sys
 import time
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 pytest.importorskip("ptycho.tf_runtime", reason="TensorFlow is not installed")
 
+from integration_evidence import (  # noqa: E402
+    TRAIN_EPOCHS,
+    TRAIN_IMAGES,
+    TrainingEvidence,
+    checked_reconstruction,
+    deviance_pair,
+    failed_checks,
+    quality_of,
+    record_evidence,
+)
+
 from ptycho import params  # noqa: E402
 from ptycho.config.config import update_legacy_dict  # noqa: E402
-from ptycho.evaluation import QualityFigures, evaluate_reconstruction, scanned_region  # noqa: E402
 from ptycho.model_manifest import MANIFEST_NAME, TF_ARCHIVE_NAME  # noqa: E402
-from ptycho.raw_data import RawData, generate_grouped_data  # noqa: E402
+from ptycho.raw_data import RawData  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
-# Same settings and thresholds as the torch integration test.
-TRAIN_IMAGES = 512
-TRAIN_EPOCHS = 3
-SSIM_MARGIN = 0.05
-DEVIANCE_RATIO = 0.9
-DEVIANCE_GROUPS = 256
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
-
-
-@dataclass(frozen=True)
-class TrainingEvidence:
-    figures: QualityFigures
-    flat: QualityFigures
-    deviance_trained: float
-    deviance_untrained: float
-
-
-def quality_of(recon: np.ndarray, raw: RawData) -> tuple[QualityFigures, QualityFigures]:
-    region = scanned_region(raw.positions, raw.objectGuess.shape)
-    flat = np.ones_like(raw.objectGuess)
-    return evaluate_reconstruction(recon, raw.objectGuess, region), evaluate_reconstruction(flat, raw.objectGuess, region)
-
-
-def failed_checks(e: TrainingEvidence) -> list[str]:
-    failures = []
-    if not e.figures.amplitude_ssim > e.flat.amplitude_ssim + SSIM_MARGIN:
-        failures.append(f"amplitude SSIM {e.figures.amplitude_ssim:.3f} not above flat {e.flat.amplitude_ssim:.3f} + {SSIM_MARGIN}")
-    if not e.figures.phase_ssim > e.flat.phase_ssim + SSIM_MARGIN:
-        failures.append(f"phase SSIM {e.figures.phase_ssim:.3f} not above flat {e.flat.phase_ssim:.3f} + {SSIM_MARGIN}")
-    if not e.deviance_trained < DEVIANCE_RATIO * e.deviance_untrained:
-        failures.append(f"deviance {e.deviance_trained:.4g} not below {DEVIANCE_RATIO} x untrained {e.deviance_untrained:.4g}")
-    return failures
 
 
 def _deviance_pair(trained, untrained, raw: RawData) -> tuple[float, float]:
     from ptycho.workflows.components import poisson_deviance_on
 
-    update_legacy_dict(params.cfg, trained.cfg)  # CONFIG-001 before grouping
-    grouped = generate_grouped_data(raw, n_groups=DEVIANCE_GROUPS, seed=0)
-    return poisson_deviance_on(trained, grouped), poisson_deviance_on(untrained, grouped)
+    return deviance_pair(poisson_deviance_on, trained, untrained, raw, trained.cfg)
 
 
 def _env() -> dict[str, str]:
@@ -127,34 +103,16 @@ def test_run_tensorflow_train_save_load_infer(canonical_dataset, tmp_path, recor
     assert infer.returncode == 0, f"inference failed (rc {infer.returncode}):\n{infer.stderr[-4000:]}"
 
     raw = RawData.from_file(canonical_dataset)
-    expected_shape = list(raw.objectGuess.shape)
-    amp_png = infer_dir / "reconstruction_amplitude.png"
-    phase_png = infer_dir / "reconstruction_phase.png"
-    record_property("amplitude_png", str(amp_png))
-    record_property("phase_png", str(phase_png))
-    record_property("expected_png_shape", json.dumps(expected_shape))
+    recon = checked_reconstruction(infer_dir, raw, record_property)
     with np.load(infer_dir / "reconstruction.npz", allow_pickle=False) as npz:
-        recon = npz["reconstruction"]
         assert json.loads(str(npz["_metadata"]))["backend"] == "tensorflow"
-    assert list(recon.shape) == expected_shape
-    for png in (amp_png, phase_png):
-        assert png.is_file() and png.stat().st_size > 1024, f"{png}: missing or under 1 KB (ARTIF-002)"
-        with Image.open(png) as im:
-            im.verify()
-        with Image.open(png) as im:
-            assert im.format == "PNG" and [im.size[1], im.size[0]] == expected_shape
 
     # did training do something real?
     figures, flat = quality_of(recon, raw)
     model, saved = load_inference_bundle(train_dir)
     dev_trained, dev_untrained = _deviance_pair(model, initial_model(model, saved["manifest"]), raw)
     evidence = TrainingEvidence(figures, flat, dev_trained, dev_untrained)
-    for name in ("amplitude_ssim", "phase_ssim", "amplitude_psnr", "phase_psnr", "amplitude_frc50", "phase_frc50"):
-        record_property(name, round(float(getattr(figures, name)), 5))
-    record_property("flat_amplitude_ssim", round(flat.amplitude_ssim, 5))
-    record_property("flat_phase_ssim", round(flat.phase_ssim, 5))
-    record_property("deviance_trained", round(dev_trained, 4))
-    record_property("deviance_untrained", round(dev_untrained, 4))
+    record_evidence(evidence, record_property)
     assert not failed_checks(evidence), failed_checks(evidence)
 
 

@@ -5,7 +5,8 @@ Run: CUDA_VISIBLE_DEVICES="" pytest tests/torch/test_integration_workflow_torch.
 
 Recorded with ``record_property`` for the harness: artifact paths (kept under pytest's basetemp),
 the PNG shape, amplitude/phase SSIM and PSNR against the ground truth with the flat-image
-baselines, and the Poisson deviance of the trained and the untrained model.
+baselines, and the Poisson deviance of the trained and the untrained model. The settings, checks
+and recorded names are tests/integration_evidence.py's, shared with the TensorFlow test.
 """
 
 from __future__ import annotations
@@ -13,64 +14,29 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from dataclasses import dataclass
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
+from integration_evidence import (
+    TRAIN_EPOCHS,
+    TRAIN_IMAGES,
+    TrainingEvidence,
+    checked_reconstruction,
+    deviance_pair,
+    failed_checks,
+    quality_of,
+    record_evidence,
+)
 
 from ptycho import params
 from ptycho.config.config import update_legacy_dict
-from ptycho.evaluation import QualityFigures, evaluate_reconstruction, scanned_region
 from ptycho.raw_data import RawData, generate_grouped_data
 from ptycho_torch.inference import poisson_deviance_on, reconstruct
 from ptycho_torch.model_manager import initial_network, load_torch_bundle
 
-# The short training of the selector: enough to beat a flat image clearly, small enough for the
-# brief's runtime budget (two CLI processes, one of them importing Lightning).
-TRAIN_IMAGES = 512
-TRAIN_EPOCHS = 3
-# The checks: SSIM above the flat image's by these margins; deviance below this fraction of the
-# untrained model's (the deviance is zero for a perfect model).
-SSIM_MARGIN = 0.05
-DEVIANCE_RATIO = 0.9
-# Groups the deviances are compared on (a fixed, seeded subset: same groups for both models).
-DEVIANCE_GROUPS = 256
-
-
-@dataclass(frozen=True)
-class TrainingEvidence:
-    figures: QualityFigures
-    flat: QualityFigures
-    deviance_trained: float
-    deviance_untrained: float
-
-
-def quality_of(recon: np.ndarray, raw: RawData) -> tuple[QualityFigures, QualityFigures]:
-    """Figures of ``recon`` and of a flat image against the ground truth, inside the scanned area."""
-    region = scanned_region(raw.positions, raw.objectGuess.shape)
-    flat = np.ones_like(raw.objectGuess)
-    return evaluate_reconstruction(recon, raw.objectGuess, region), evaluate_reconstruction(flat, raw.objectGuess, region)
-
-
-def failed_checks(e: TrainingEvidence) -> list[str]:
-    """What says the model did not learn; empty when training did something real."""
-    failures = []
-    if not e.figures.amplitude_ssim > e.flat.amplitude_ssim + SSIM_MARGIN:
-        failures.append(f"amplitude SSIM {e.figures.amplitude_ssim:.3f} not above flat {e.flat.amplitude_ssim:.3f} + {SSIM_MARGIN}")
-    if not e.figures.phase_ssim > e.flat.phase_ssim + SSIM_MARGIN:
-        failures.append(f"phase SSIM {e.figures.phase_ssim:.3f} not above flat {e.flat.phase_ssim:.3f} + {SSIM_MARGIN}")
-    if not e.deviance_trained < DEVIANCE_RATIO * e.deviance_untrained:
-        failures.append(f"deviance {e.deviance_trained:.4g} not below {DEVIANCE_RATIO} x untrained {e.deviance_untrained:.4g}")
-    return failures
-
 
 def _deviance_pair(trained, untrained, raw: RawData, model_config) -> tuple[float, float]:
-    update_legacy_dict(params.cfg, model_config)  # CONFIG-001 before grouping
-    grouped = generate_grouped_data(raw, n_groups=DEVIANCE_GROUPS, seed=0)
-    return poisson_deviance_on(trained, grouped), poisson_deviance_on(untrained, grouped)
+    return deviance_pair(poisson_deviance_on, trained, untrained, raw, model_config)
 
 
 def _run(cmd: list[str], env: dict[str, str]) -> tuple[subprocess.CompletedProcess, float]:
@@ -115,33 +81,14 @@ def test_run_pytorch_train_save_load_infer(tmp_path, canonical_npz, cli_env, pyt
     assert infer.returncode == 0, f"inference failed (rc {infer.returncode}):\n{infer.stderr[-4000:]}"
 
     raw = RawData.from_file(canonical_npz)
-    expected_shape = list(raw.objectGuess.shape)
-    amp_png = infer_dir / "reconstruction_amplitude.png"
-    phase_png = infer_dir / "reconstruction_phase.png"
-    record_property("amplitude_png", str(amp_png))
-    record_property("phase_png", str(phase_png))
-    record_property("expected_png_shape", json.dumps(expected_shape))
-    with np.load(infer_dir / "reconstruction.npz", allow_pickle=False) as npz:
-        recon = npz["reconstruction"]
-    assert list(recon.shape) == expected_shape
-    for png in (amp_png, phase_png):
-        assert png.is_file() and png.stat().st_size > 1024, f"{png}: missing or under 1 KB (ARTIF-002)"
-        with Image.open(png) as im:
-            im.verify()
-        with Image.open(png) as im:
-            assert im.format == "PNG" and [im.size[1], im.size[0]] == expected_shape
+    recon = checked_reconstruction(infer_dir, raw, record_property)
 
     # did training do something real?
     figures, flat = quality_of(recon, raw)
     bundle = load_torch_bundle(train_dir)
     dev_trained, dev_untrained = _deviance_pair(bundle.network, initial_network(bundle), raw, bundle.model_config)
     evidence = TrainingEvidence(figures, flat, dev_trained, dev_untrained)
-    for name in ("amplitude_ssim", "phase_ssim", "amplitude_psnr", "phase_psnr", "amplitude_frc50", "phase_frc50"):
-        record_property(name, round(float(getattr(figures, name)), 5))
-    record_property("flat_amplitude_ssim", round(flat.amplitude_ssim, 5))
-    record_property("flat_phase_ssim", round(flat.phase_ssim, 5))
-    record_property("deviance_trained", round(dev_trained, 4))
-    record_property("deviance_untrained", round(dev_untrained, 4))
+    record_evidence(evidence, record_property)
     assert not failed_checks(evidence), failed_checks(evidence)
 
 
