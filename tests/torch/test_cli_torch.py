@@ -39,9 +39,11 @@ def test_inference_cli_writes_npz_and_exact_size_pngs(tiny_trained, tiny_npz, tm
         assert npz["positions"].shape == (64 * 4, 2)
         np.testing.assert_allclose(npz["amplitude"], np.abs(recon), rtol=1e-6)
     assert meta["backend"] == "pytorch" and meta["gridsize"] == 2 and meta["poisson_deviance"] > 0
-    # (a barely trained model's phase is nearly flat and compresses below 1 KB; the > 1 KB check of
-    # ARTIF-002 is made on the canonical reconstruction by the integration test)
-    assert (out / "reconstruction_amplitude.png").stat().st_size > 1024
+    # The amplitude image shows a picture, not a blank canvas: a barely trained model's smooth
+    # output can compress below ARTIF-002's 1 KB (that check is made on the canonical
+    # reconstruction by the integration test), so count grey levels instead of bytes.
+    with Image.open(out / "reconstruction_amplitude.png") as im:
+        assert len(np.unique(np.asarray(im.convert("L")))) >= 16
     for name in ("reconstruction_amplitude.png", "reconstruction_phase.png"):
         png = out / name
         with Image.open(png) as im:
