@@ -88,6 +88,8 @@ def _print_table(selector: str, rows: list[dict], baselines: list[dict]) -> None
     from rich.console import Console
     from rich.table import Table
 
+    from harness.states import STATE_LABELS
+
     table = Table(title=f"{selector}: latest {len(rows)} runs, newest first")
     for column in ("started (UTC)", "cadence", "state", "runtime", "tests", "triggers", "figures", "git"):
         table.add_column(column, justify="right" if column == "runtime" else "left")
@@ -97,7 +99,7 @@ def _print_table(selector: str, rows: list[dict], baselines: list[dict]) -> None
         if row["rerun"]:
             tests += f" {row['rerun']}r"
         figures = ", ".join(f"{k}={v:.3g}" for k, v in list(row["figures"].items())[:4])
-        table.add_row(row["started_at"][:19].replace("T", " "), row["cadence"], row["state"], runtime, tests,
+        table.add_row(row["started_at"][:19].replace("T", " "), row["cadence"], STATE_LABELS.get(row["state"], row["state"]), runtime, tests,
                       " ".join(row["triggers"]), figures, (row["git_sha"] or "")[:8])
     import sys
 

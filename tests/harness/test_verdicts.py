@@ -476,3 +476,12 @@ def test_a_rules_file_with_its_own_did_not_run_trigger_decides_and_the_report_no
     assert result.returncode == 0 and result.alerts() == []  # the file's own trigger replaces the built-in one
     assert any(note.startswith("integration did not run (1 skipped — CUDA GPU required) and no trigger in rules.yaml")
                for note in result.report["notes"])  # ...but the report does not keep quiet about it
+
+
+def test_history_says_did_not_run_in_words(tmp_path):
+    project = _gpu_project(tmp_path)
+    assert project.run().returncode == 1
+    shown = project.harness("history", "--selector", "integration")
+    assert shown.returncode == 0, shown.stderr
+    row = next(line for line in shown.stdout.splitlines() if " pr " in line)
+    assert "did not run" in row and "did_not_run" not in row and "HARNESS-002" in row
