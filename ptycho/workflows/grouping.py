@@ -6,12 +6,13 @@ route them through the legacy ``params.cfg``.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from ptycho.config.config import InferenceConfig, TrainingConfig
 from ptycho.raw_data import GroupedData, RawData, generate_grouped_data
 
-__all__ = ["GroupingError", "ensure_raw_data", "group_for_training"]
+__all__ = ["GroupingError", "ensure_raw_data", "training_inputs", "group_for_training"]
 
 
 class GroupingError(ValueError):
@@ -26,6 +27,25 @@ def ensure_raw_data(data: RawData | Path | str | None, what: str) -> RawData | N
     if isinstance(data, (str, Path)):
         return RawData.from_file(data)
     raise TypeError(f"{what}: expected RawData or a path to an NPZ file, got {type(data).__name__}")
+
+
+def training_inputs(
+    train_data: RawData | Path | str | None, test_data: RawData | Path | str | None, config: TrainingConfig
+) -> tuple[RawData, RawData | None, TrainingConfig]:
+    """The training and test scans, read, and ``config`` with ``N`` taken from the training data
+    when it is 0 ("take it from the data", as ptychodus builds its configs); an explicit ``N`` must
+    match the patterns. The same for both backends."""
+    train_raw = ensure_raw_data(train_data, "train_data")
+    test_raw = ensure_raw_data(test_data, "test_data")
+    if train_raw is None:
+        raise ValueError("train_data: required for training")
+    try:
+        model = config.model.resolved(train_raw.N, where=str(train_raw.source or "train_data"))
+    except ValueError as exc:
+        raise GroupingError(str(exc)) from None
+    if model is not config.model:
+        config = dataclasses.replace(config, model=model)
+    return train_raw, test_raw, config
 
 
 def group_for_training(

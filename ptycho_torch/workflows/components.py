@@ -34,7 +34,7 @@ from ptycho.backend_interface import LoadedModel, TrainingOptions
 from ptycho.config.config import InferenceConfig, TrainingConfig, legacy_items
 from ptycho.model_manifest import TORCH_CHECKPOINT
 from ptycho.raw_data import GroupedData, RawData
-from ptycho.workflows.grouping import GroupingError, ensure_raw_data, group_for_training
+from ptycho.workflows.grouping import GroupingError, ensure_raw_data, group_for_training, training_inputs
 from ptycho.workflows.train_and_reconstruct import train_and_reconstruct
 from ptycho_torch.config_bridge import to_hyperparameters
 from ptycho_torch.dataloader import grouped_loader
@@ -321,17 +321,11 @@ def train_cdi_model_torch(
     config: TrainingConfig,
     execution: TorchExecution | None = None,
 ) -> dict[str, Any]:
-    """Group the data (N, gridsize, neighbours from ``config``) and train; returns
+    """Group the data (N, gridsize, neighbours from ``config``; ``N = 0`` takes it from the
+    training data) and train; returns
     :func:`_train_with_lightning`'s results plus the grouped containers."""
     execution = execution or TorchExecution()
-    train_raw = ensure_raw_data(train_data, "train_data")
-    test_raw = ensure_raw_data(test_data, "test_data")
-    if train_raw is None:
-        raise ValueError("train_data: required for training")
-    if train_raw.N != config.model.N:
-        raise ValueError(
-            f"{train_raw.source or 'train_data'}: patterns are {train_raw.N} x {train_raw.N} but ModelConfig.N is {config.model.N}"
-        )
+    train_raw, test_raw, config = training_inputs(train_data, test_data, config)
     start = time.perf_counter()
     train_grouped = group_for_training(train_raw, config, seed=config.subsample_seed if config.subsample_seed is not None else execution.seed)
     test_grouped = None
@@ -340,7 +334,8 @@ def train_cdi_model_torch(
     grouping_seconds = time.perf_counter() - start
     results = _train_with_lightning(train_grouped, test_grouped, config, train_raw.probeGuess, execution)
     results["timings"]["grouping"] = grouping_seconds
-    results.update(train_container=train_grouped, test_container=test_grouped, train_data=train_raw, test_data=test_raw)
+    results.update(train_container=train_grouped, test_container=test_grouped, train_data=train_raw, test_data=test_raw,
+                   config=config)
     return results
 
 
@@ -448,7 +443,7 @@ class TorchBackend:
         results = train_cdi_model_torch(train_data, test_data, config, execution)
         trainer = results["trainer"]
         results.update(
-            config=config, model=results["models"]["diffraction_to_obj"], epochs=int(trainer.current_epoch),
+            model=results["models"]["diffraction_to_obj"], epochs=int(trainer.current_epoch),
             global_step=int(trainer.global_step), accelerator=accelerator, devices=execution.devices,
             strategy=execution.strategy, is_global_zero=bool(trainer.is_global_zero),
         )

@@ -119,6 +119,23 @@ def test_run_cdi_example_torch_returns_amplitude_phase_results(tiny_npz, tmp_pat
     assert amp2 is None and phase2 is None and "obj_tensor_full" not in results2
 
 
+def test_n_zero_takes_the_pattern_size_from_the_training_data(tiny_npz, tmp_path):
+    """ptychodus builds its configs with N = 0 ("not known yet"): the torch backend takes N from
+    the data, saves it with the model, and an explicit N that disagrees is refused, naming the file."""
+    from ptycho_torch.model_manager import load_torch_bundle
+
+    execution = components.TorchExecution(val_images=0, progress_bar=False)
+    config = TrainingConfig(model=ModelConfig(N=0), train_data_file=tiny_npz, nepochs=1, n_groups=16,
+                            output_dir=tmp_path / "model", backend="pytorch")
+    results = components.train_cdi_model_torch(tiny_npz, None, config, execution)
+    assert results["config"].model.N == 32 and results["train_container"].X.shape[-1] == 32
+    assert load_torch_bundle(tmp_path / "model").inference_config.model.N == 32
+    wrong = TrainingConfig(model=ModelConfig(N=64), train_data_file=tiny_npz, nepochs=1, output_dir=tmp_path / "wrong")
+    with pytest.raises(components.GroupingError, match=r"tiny_n32\.npz: patterns are 32 x 32 but ModelConfig\.N is 64"):
+        components.train_cdi_model_torch(tiny_npz, None, wrong, execution)
+    assert not (tmp_path / "wrong").exists()
+
+
 # --------------------------------------------------------------------------- reassembly
 
 
