@@ -87,6 +87,18 @@ def _check_positive(name: str, value: object, allow_zero: bool = False) -> None:
         _fail(name, value, "a finite number " + (">= 0" if allow_zero else "> 0"))
 
 
+def _check_grouping(config: "TrainingConfig | InferenceConfig") -> None:
+    """``n_groups`` and ``neighbor_count``, the grouping fields training and inference share; an unset
+    ``neighbor_count`` becomes ``max(4, gridsize**2)``."""
+    if config.n_groups is not None:
+        _check_int("n_groups", config.n_groups, 1)
+    if config.neighbor_count is None:
+        object.__setattr__(config, "neighbor_count", max(DEFAULT_NEIGHBOR_COUNT, config.model.channels))
+    _check_int("neighbor_count", config.neighbor_count, 1)
+    if config.neighbor_count < config.model.channels:
+        _fail("neighbor_count", config.neighbor_count, f"at least gridsize**2 = {config.model.channels} neighbours to form a group")
+
+
 def _check_bool(name: str, value: object) -> None:
     if not isinstance(value, bool):
         _fail(name, value, "True or False")
@@ -239,17 +251,7 @@ class TrainingConfig:
         if self.nll_weight + self.mae_weight <= 0:
             _fail("nll_weight", self.nll_weight, "nll_weight + mae_weight > 0 (some loss to train on)")
         _check_positive("nphotons", self.nphotons)
-        if self.n_groups is not None:
-            _check_int("n_groups", self.n_groups, 1)
-        if self.neighbor_count is None:
-            object.__setattr__(self, "neighbor_count", max(DEFAULT_NEIGHBOR_COUNT, self.model.channels))
-        _check_int("neighbor_count", self.neighbor_count, 1)
-        if self.neighbor_count < self.model.channels:
-            _fail(
-                "neighbor_count",
-                self.neighbor_count,
-                f"at least gridsize**2 = {self.model.channels} neighbours to form a group",
-            )
+        _check_grouping(self)
         if self.subsample_seed is not None:
             _check_int("subsample_seed", self.subsample_seed, 0)
         _check_positive("learning_rate", self.learning_rate)
@@ -301,17 +303,7 @@ class InferenceConfig:
         object.__setattr__(self, "model_path", _as_path(self.model_path, "model_path"))
         object.__setattr__(self, "test_data_file", _as_path(self.test_data_file, "test_data_file"))
         object.__setattr__(self, "output_dir", _as_path(self.output_dir, "output_dir", optional=False))
-        if self.n_groups is not None:
-            _check_int("n_groups", self.n_groups, 1)
-        if self.neighbor_count is None:
-            object.__setattr__(self, "neighbor_count", max(DEFAULT_NEIGHBOR_COUNT, self.model.channels))
-        _check_int("neighbor_count", self.neighbor_count, 1)
-        if self.neighbor_count < self.model.channels:
-            _fail(
-                "neighbor_count",
-                self.neighbor_count,
-                f"at least gridsize**2 = {self.model.channels} neighbours to form a group",
-            )
+        _check_grouping(self)
         _check_bool("debug", self.debug)
 
 
