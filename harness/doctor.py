@@ -734,7 +734,7 @@ def history_check(history: Any, fix: bool) -> Check:
     details = {"path": str(path), "schema_version": version, "latest": latest, "runs": runs}
     if version > latest:
         return row(status=CheckStatus.FAIL, evidence=f"{evidence}; newer than this harness ({latest})",
-                   fix="upgrade the harness (pip install --upgrade ptycho-harness; in a checkout pip install -e .)", details=details)
+                   fix="upgrade the harness (pip install --upgrade ptychopinn; in a checkout pip install -e .)", details=details)
     if version < latest:
         return row(status=CheckStatus.WARN, evidence=f"{evidence}; this harness expects {latest}",
                    fix="harness doctor --fix (or any harness command that writes history) migrates it",

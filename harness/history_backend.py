@@ -285,7 +285,7 @@ def connect(location: HistoryURL | str) -> PostgresConnection:
         from sqlalchemy.engine import make_url
         from sqlalchemy.exc import ArgumentError
     except ImportError:  # pragma: no cover - a pinned dependency
-        raise ConfigError(f"{label}: --history-url needs SQLAlchemy and psycopg: pip install 'ptycho-harness[postgres]'") from None
+        raise ConfigError(f"{label}: --history-url needs SQLAlchemy and psycopg: pip install 'ptychopinn[postgres]'") from None
     try:
         url = make_url(url_text)
     except ArgumentError:

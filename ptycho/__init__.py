@@ -29,8 +29,8 @@ def require_extra(package: str, requirements: dict[str, str]) -> None:
     missing = [distribution for module, distribution in requirements.items() if not _installed(module)]
     if missing:
         raise ImportError(
-            f"{package} needs the '{EXTRA}' extra of ptycho-harness (not installed: {', '.join(missing)}): "
-            f"pip install 'ptycho-harness[{EXTRA}]', or from a checkout pip install -e '.[{EXTRA}]'. "
+            f"{package} needs the '{EXTRA}' extra of ptychopinn (not installed: {', '.join(missing)}): "
+            f"pip install 'ptychopinn[{EXTRA}]', or from a checkout pip install -e '.[{EXTRA}]'. "
             f"`pip install .` alone installs only the harness."
         )
 

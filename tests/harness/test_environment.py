@@ -19,7 +19,7 @@ def test_env_txt_describes_a_second_venv_on_the_same_base_python_not_the_harness
     assert "WARNING: Package(s) not found: torch" in shown[0] and "Name: torch" not in shown[0]
     frozen = {line.split("==")[0].lower() for line in shown[1].split("# CPU")[0].splitlines()[1:] if "==" in line}
     assert {"pytest", "pytest-json-report", "pytest-timeout"} <= frozen
-    assert not frozen & {"torch", "pydantic", "ptycho-harness", "jinja2"}, sorted(frozen)
+    assert not frozen & {"torch", "pydantic", "ptychopinn", "jinja2"}, sorted(frozen)
 
 
 def test_env_txt_of_the_harness_own_interpreter_still_names_its_packages(tmp_path: Path) -> None:

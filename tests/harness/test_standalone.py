@@ -219,7 +219,7 @@ def test_pip_install_dot_is_the_harness_alone_and_it_monitors_a_foreign_project(
     installed = json.loads(subprocess.run([harness_python, "-m", "pip", "list", "--format=json"],
                                           capture_output=True, text=True, check=True).stdout)
     names = {item["name"].lower() for item in installed}
-    assert "ptycho-harness" in names and not names & LIBRARY_DISTRIBUTIONS, sorted(names)
+    assert "ptychopinn" in names and not names & LIBRARY_DISTRIBUTIONS, sorted(names)
     size = _site_packages_mb(harness_python)
     print(f"harness alone: {size:.0f} MB of installed packages ({len(names)} distributions)")
     assert size <= HARNESS_ENV_LIMIT_MB, f"{size:.0f} MB"

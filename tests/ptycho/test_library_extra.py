@@ -52,7 +52,7 @@ def test_importing_the_library_without_its_extra_names_the_extra(tmp_path, hidde
     assert done.returncode != 0
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("ImportError: ") and f"{package} needs the 'ptycho' extra" in last, done.stderr
-    assert f"(not installed: {missing})" in last and "pip install 'ptycho-harness[ptycho]'" in last
+    assert f"(not installed: {missing})" in last and "pip install 'ptychopinn[ptycho]'" in last
 
 
 def test_torch_alone_missing_keeps_the_brief_policy_001_error(tmp_path):

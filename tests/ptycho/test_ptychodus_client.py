@@ -85,6 +85,10 @@ def test_ptychodus_reconstructor_trains_saves_reopens_and_reconstructs(ptychodus
     assert proc.returncode == 0, f"ptychodus driver failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-6000:]}"
     result = json.loads(result_path.read_text())
 
+    # ptychodus found the library and its version by the distribution name it looks up.
+    import ptycho
+
+    assert f"ptychodus.model.ptychopinn.core: PtychoPINN {ptycho.__version__}" in result["logs"], result["logs"]
     # Training went through run_train: its epochs logged, the model and history where ptychodus
     # asked, and nothing in the working directory (ptychodus passes output_dir=Path()).
     assert [line for line in result["logs"] if "epoch " in line and "/3:" in line], result["logs"]
