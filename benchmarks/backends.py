@@ -5,7 +5,7 @@
    thread settings), the processes alternated over ``--rounds`` rounds; medians and the TF/torch
    ratio (target: TF within 1.5x of torch).
 2. Reassembly of the 1087 true object patches into the 272 x 272 canvas with the inference's
-   weights (probe intensity on the central N/2 window): TensorFlow (``tf_helper.reassemble_position``),
+   weights (probe intensity on the central N/2 window): TensorFlow (``ptycho.tf_backend.reassembly.reassemble_position``),
    native torch (``ptycho_torch.inference.stitch_reconstruction``) and the numpy reference, each
    backend's ratio against numpy measured in the same process.
 3. Reconstruction quality of the integration workflow's settings (``--epochs`` epochs on
@@ -75,16 +75,16 @@ def _time_loop(step, batches) -> dict[str, float]:
 
 def worker_tf_steps(gridsize: int, threads: int) -> dict:
     import numpy as np
-    from ptycho.tf_runtime import tf
+    from ptycho.tf_backend.runtime import tf
 
     if threads:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)
     import keras
 
-    from ptycho.model import build_model
-    from ptycho.workflows.adam import TorchAdam
-    from ptycho.workflows.components import _compiled_steps
+    from ptycho.tf_backend.network import build_model
+    from ptycho.tf_backend.adam import TorchAdam
+    from ptycho.tf_backend.workflows.components import _compiled_steps
 
     raw, config, grouped = _grouped(gridsize)
     keras.utils.set_random_seed(42)
@@ -176,15 +176,15 @@ def _reassembly_figures(run_backend, threads_used: int, repeats: int) -> dict:
 
 
 def worker_tf_reassembly(threads: int, repeats: int) -> dict:
-    from ptycho.tf_runtime import tf
+    from ptycho.tf_backend.runtime import tf
 
     if threads:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)
-    from ptycho import tf_helper
+    from ptycho.tf_backend.reassembly import reassemble_position
 
     return _reassembly_figures(
-        lambda p, pos, shape, w: tf_helper.reassemble_position(p, pos, shape, w).numpy(),
+        lambda p, pos, shape, w: reassemble_position(p, pos, shape, w).numpy(),
         tf.config.threading.get_intra_op_parallelism_threads(), repeats,
     )
 
@@ -216,7 +216,7 @@ def _quality(obj, raw) -> dict:
 
 
 def worker_tf_quality(epochs: int, groups: int, threads: int, out: str) -> dict:
-    from ptycho.tf_runtime import tf
+    from ptycho.tf_backend.runtime import tf
 
     if threads:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -224,7 +224,8 @@ def worker_tf_quality(epochs: int, groups: int, threads: int, out: str) -> dict:
     from ptycho.config.config import ModelConfig, TrainingConfig
     from ptycho.raw_data import RawData
     from ptycho.simulate import ensure_canonical_dataset
-    from ptycho.workflows import components
+    from ptycho.tf_backend import inference
+    from ptycho.tf_backend.workflows import components
 
     raw = RawData.from_file(ensure_canonical_dataset())
     config = TrainingConfig(model=ModelConfig(N=raw.N), nepochs=epochs, n_groups=groups, output_dir=Path(out))
@@ -232,7 +233,7 @@ def worker_tf_quality(epochs: int, groups: int, threads: int, out: str) -> dict:
     start = time.perf_counter()
     results = components.train_cdi_model(raw, None, config, progress=lambda e, n, l, v, s: epoch_s.append(s))
     train_s = time.perf_counter() - start
-    recon, _ = components.reconstruct(results["models"]["diffraction_to_obj"], raw, with_deviance=False)
+    recon, _ = inference.reconstruct(results["models"]["diffraction_to_obj"], raw, with_deviance=False)
     return {**_quality(recon.obj, raw), "train_s": train_s, "epoch_s": epoch_s,
             "final_loss": results["history"]["train_loss"][-1]}
 

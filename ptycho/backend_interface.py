@@ -5,7 +5,7 @@ The workflows are written once against :class:`Backend`: train-then-reconstruct
 ``run_cdi_example_torch``) and the ``ptycho-train`` / ``ptycho-infer`` commands (:mod:`ptycho.cli`).
 Each backend implements it once, as a thin adapter over its own functions:
 
-- ``tensorflow``: :class:`ptycho.workflows.components.TensorFlowBackend` (Keras model, ``wts.h5.zip``);
+- ``tensorflow``: :class:`ptycho.tf_backend.workflows.components.TensorFlowBackend` (Keras model, ``wts.h5.zip``);
 - ``pytorch``: :class:`ptycho_torch.workflows.components.TorchBackend` (Lightning,
   ``checkpoints/last.ckpt`` + ``manifest.json``).
 

@@ -10,7 +10,7 @@ Legacy layout (C = gridsize**2 patches per group, B groups):
 - ``X`` (B, N, N, C) float32: normalised diffraction amplitudes (the model's input scale);
 - ``local_offsets`` (B, 1, 2, C) float64: each patch's (x, y) offset from its group's centre;
 - ``global_offsets`` (B, 1, 2, C) float64: each patch's (x, y) scan position in object pixels
-  (absolute, so :func:`ptycho.tf_helper.reassemble_position` places every patch of every group).
+  (absolute, so :func:`ptycho.tf_backend.reassembly.reassemble_position` places every patch of every group).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from ptycho.tf_runtime import tf
+from ptycho.tf_backend.runtime import tf
 
 __all__ = ["TorchAdam"]
 

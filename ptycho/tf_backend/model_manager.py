@@ -6,7 +6,7 @@ The archive is a zip of two members and nothing executable:
   and the legacy ``params.cfg`` snapshot (see :mod:`ptycho.model_manifest`);
 - ``model.weights.h5``: the Keras weights (HDF5, no pickle/dill).
 
-The model is rebuilt from the manifest's ``ModelConfig`` by :func:`ptycho.model.build_model` and the
+The model is rebuilt from the manifest's ``ModelConfig`` by :func:`ptycho.tf_backend.network.build_model` and the
 weights are loaded into it, so an archive from elsewhere cannot run code on load. Every failure
 names the path: a torch artifact raises :class:`~ptycho.model_manifest.BackendMismatchError`, a
 corrupted or truncated archive :class:`~ptycho.model_manifest.ModelArtifactError`.
@@ -148,7 +148,7 @@ def load_model(path: Path | str) -> tuple[Any, dict[str, Any]]:
         )
     model_config = model_config_from_dict(manifest.get("configs", {}).get("model"), target)
 
-    from ptycho.model import build_model  # TensorFlow loads only when a model is loaded
+    from ptycho.tf_backend.network import build_model  # TensorFlow loads only when a model is loaded
 
     model = build_model(model_config)
     with tempfile.TemporaryDirectory(prefix="ptycho-load-") as tmp:

@@ -1,7 +1,7 @@
 """The PtychoPINN network in Keras: the TensorFlow twin of :mod:`ptycho_torch.network`.
 
 Layer for layer the same architecture (docs/architecture.md), so weights copy both ways
-(:mod:`ptycho.parity`) and the two forwards agree to float32 tolerance:
+(:mod:`ptycho.tf_backend.parity`) and the two forwards agree to float32 tolerance:
 
 - input: normalised diffraction amplitudes ``(B, C, N, N)`` (channels first, as in torch; the convs
   run channels-last inside because TensorFlow's CPU convolutions want NHWC) and group offsets
@@ -26,7 +26,7 @@ import math
 from typing import NamedTuple
 
 import numpy as np
-from ptycho.tf_runtime import tf  # first: sets TensorFlow's runtime options before keras loads it
+from ptycho.tf_backend.runtime import tf  # first: sets TensorFlow's runtime options before keras loads it
 import keras
 
 from ptycho.config.config import ModelConfig
@@ -39,7 +39,8 @@ from ptycho.architecture import (  # the sizes both backends share
     head_bias_for,
     predicted_size,
 )
-from ptycho import tf_helper
+from ptycho.tf_backend.physics import extract_patches, illuminate, intensity, poisson_nll, propagate
+from ptycho.tf_backend.reassembly import reassemble_patches
 
 __all__ = [
     "BASE_WIDTHS",
@@ -189,8 +190,8 @@ class PhysicsLayer(keras.layers.Layer):
     def overlap_constraint(self, patches: tf.Tensor, offsets: tf.Tensor) -> tf.Tensor:
         """Merge the C patches of each group at their offsets and re-extract them: (B, C, N, N)."""
         positions = tf.cast(offsets, tf.float64) + float(self.canvas // 2)
-        merged = tf_helper.reassemble_patches(patches, positions, (self.canvas, self.canvas), self.merge_weights)
-        return tf_helper.extract_patches(merged, positions, self.n)
+        merged = reassemble_patches(patches, positions, (self.canvas, self.canvas), self.merge_weights)
+        return extract_patches(merged, positions, self.n)
 
     def call(self, amplitude: tf.Tensor, phase: tf.Tensor, offsets: tf.Tensor | None = None) -> tf.Tensor:
         patches = self.object_patches(amplitude, phase)
@@ -198,9 +199,9 @@ class PhysicsLayer(keras.layers.Layer):
             if offsets is None:
                 raise ValueError("offsets: required for gridsize > 1 with object_big (the overlap constraint)")
             patches = self.overlap_constraint(patches, offsets)
-        far_field = tf_helper.propagate(tf_helper.illuminate(self.probe, patches))
+        far_field = propagate(illuminate(self.probe, patches))
         sigma = tf.exp(tf.convert_to_tensor(self.log_intensity_scale))
-        return sigma * tf.sqrt(tf_helper.intensity(far_field) + 1e-12)
+        return sigma * tf.sqrt(intensity(far_field) + 1e-12)
 
 
 class PtychoPINN(keras.Model):
@@ -293,8 +294,8 @@ class PtychoPINN(keras.Model):
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):  # noqa: ARG002
         """The legacy Keras form ``predict([X * intensity_scale, local_offsets])`` -> complex object
-        patches (B, N, N, C), as ptychodus calls it (:func:`ptycho.workflows.components.predict_legacy`)."""
-        from ptycho.workflows.components import PREDICT_BATCH, predict_legacy
+        patches (B, N, N, C), as ptychodus calls it (:func:`ptycho.tf_backend.inference.predict_legacy`)."""
+        from ptycho.tf_backend.inference import PREDICT_BATCH, predict_legacy
 
         return predict_legacy(self, x, batch_size or PREDICT_BATCH)
 
@@ -306,7 +307,7 @@ def training_loss(predicted: tf.Tensor, measured: tf.Tensor, nll_weight: float, 
     measured = tf.cast(measured, predicted.dtype)
     loss = tf.zeros((), predicted.dtype)
     if nll_weight:
-        loss += nll_weight * tf_helper.poisson_nll(tf.square(predicted), tf.square(measured))
+        loss += nll_weight * poisson_nll(tf.square(predicted), tf.square(measured))
     if mae_weight:
         loss += mae_weight * tf.reduce_mean(tf.abs(predicted - measured))
     return loss

@@ -9,7 +9,7 @@ The two architectures are the same layer by layer (docs/architecture.md); only t
 - ``physics.merge_weights`` (torch buffer) is derived from the ``ModelConfig`` on both sides and
   checked, not copied.
 
-torch is imported only inside these functions, so ``import ptycho.parity`` stays light; TensorFlow
+torch is imported only inside these functions, so ``import ptycho.tf_backend.parity`` stays light; TensorFlow
 is needed only for the Keras side. A shape or name mismatch raises ``ValueError`` naming the layer.
 """
 

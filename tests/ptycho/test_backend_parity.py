@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-tf = pytest.importorskip("ptycho.tf_runtime", reason="TensorFlow is not installed").tf
+tf = pytest.importorskip("ptycho.tf_backend.runtime", reason="TensorFlow is not installed").tf
 
 from ptycho import params  # noqa: E402
 from ptycho.config.config import ModelConfig, update_legacy_dict  # noqa: E402
-from ptycho.model import build_model, training_loss  # noqa: E402
-from ptycho.parity import keras_to_torch, torch_to_keras  # noqa: E402
+from ptycho.tf_backend.network import build_model, training_loss  # noqa: E402
+from ptycho.tf_backend.parity import keras_to_torch, torch_to_keras  # noqa: E402
 from ptycho.raw_data import RawData, generate_grouped_data  # noqa: E402
 from ptycho_torch.model import training_loss as torch_training_loss  # noqa: E402
 from ptycho_torch.network import PtychoPINN as TorchPtychoPINN  # noqa: E402
@@ -120,7 +120,7 @@ def test_weight_copy_refuses_a_different_architecture(raw):
 def test_tensorflow_adam_takes_torch_adam_steps():
     """The TF optimiser applies torch.optim.Adam's exact rule (bias-corrected moments, eps outside
     the square root) to the same gradient sequence."""
-    from ptycho.workflows.adam import TorchAdam
+    from ptycho.tf_backend.adam import TorchAdam
 
     rng = np.random.default_rng(4)
     start = rng.normal(size=(5, 7)).astype(np.float32)
@@ -139,8 +139,8 @@ def test_tensorflow_adam_takes_torch_adam_steps():
 def test_training_steps_follow_the_same_trajectory(raw):
     """Three optimiser steps from copied weights on the same batches: the losses agree."""
     from ptycho.config.config import TrainingConfig
-    from ptycho.workflows.adam import TorchAdam
-    from ptycho.workflows.components import _compiled_steps
+    from ptycho.tf_backend.adam import TorchAdam
+    from ptycho.tf_backend.workflows.components import _compiled_steps
 
     cfg, x, offsets = _batch(raw, 2)
     net = _torch_model(cfg, raw.probeGuess)

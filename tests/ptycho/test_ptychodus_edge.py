@@ -246,7 +246,7 @@ def test_set_probe_guess_records_a_validated_probe():
 
 
 def test_model_manager_save_needs_a_model(monkeypatch, tmp_path):
-    from ptycho import model_manager
+    from ptycho.tf_backend import model_manager
 
     monkeypatch.setattr(model_manager, "_current", None)
     with pytest.raises(RuntimeError, match="no model trained or loaded in this process"):

@@ -12,7 +12,7 @@ pytest.importorskip("tensorflow")
 from ptycho import params  # noqa: E402
 from ptycho.config.config import ModelConfig, TrainingConfig  # noqa: E402
 from ptycho.simulate import CanonicalSpec, simulate_spec  # noqa: E402
-from ptycho.workflows import components  # noqa: E402
+from ptycho.tf_backend.workflows import components  # noqa: E402
 
 # Keras' Variable.numpy() trips numpy 2's __array__ copy-keyword deprecation; not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")

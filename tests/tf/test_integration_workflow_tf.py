@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("ptycho.tf_runtime", reason="TensorFlow is not installed")
+pytest.importorskip("ptycho.tf_backend.runtime", reason="TensorFlow is not installed")
 
 from integration_evidence import (  # noqa: E402
     TRAIN_EPOCHS,
@@ -43,7 +43,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't
 
 
 def _deviance_pair(trained, untrained, raw: RawData) -> tuple[float, float]:
-    from ptycho.workflows.components import poisson_deviance_on
+    from ptycho.tf_backend.inference import poisson_deviance_on
 
     return deviance_pair(poisson_deviance_on, trained, untrained, raw, trained.cfg)
 
@@ -65,7 +65,7 @@ def _run(args: list[str]) -> tuple[subprocess.CompletedProcess, float]:
 @pytest.mark.integration
 @pytest.mark.slow
 def test_run_tensorflow_train_save_load_infer(canonical_dataset, tmp_path, record_property):
-    from ptycho.workflows.components import initial_model, load_inference_bundle
+    from ptycho.tf_backend.workflows.components import initial_model, load_inference_bundle
 
     train_dir = tmp_path / "training_outputs"
     infer_dir = tmp_path / "tensorflow_output"
@@ -121,8 +121,8 @@ def test_untrained_model_fails_the_training_checks(canonical_dataset):
     import keras
 
     from ptycho.config.config import ModelConfig
-    from ptycho.model import build_model
-    from ptycho.workflows.components import reconstruct
+    from ptycho.tf_backend.network import build_model
+    from ptycho.tf_backend.inference import reconstruct
 
     raw = RawData.from_file(canonical_dataset)
     cfg = ModelConfig(N=raw.N, gridsize=1)

@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-tf = pytest.importorskip("ptycho.tf_runtime", reason="TensorFlow is not installed").tf
+tf = pytest.importorskip("ptycho.tf_backend.runtime", reason="TensorFlow is not installed").tf
 
 from ptycho import __version__, params  # noqa: E402
 from ptycho.config.config import ModelConfig, TrainingConfig, update_legacy_dict  # noqa: E402
-from ptycho.model import build_model  # noqa: E402
-from ptycho.model_manager import WEIGHTS_NAME, load_model, save_model, write_archive  # noqa: E402
+from ptycho.tf_backend.network import build_model  # noqa: E402
+from ptycho.tf_backend.model_manager import WEIGHTS_NAME, load_model, save_model, write_archive  # noqa: E402
 from ptycho.model_manifest import MANIFEST_NAME, TF_ARCHIVE_NAME, BackendMismatchError, ModelArtifactError  # noqa: E402
-from ptycho.workflows.components import load_inference_bundle, save_trained_model  # noqa: E402
+from ptycho.tf_backend.workflows.components import load_inference_bundle, save_trained_model  # noqa: E402
 
 CFG = ModelConfig(N=32, gridsize=2)
 # Keras' Variable.numpy() trips numpy 2's __array__ copy-keyword deprecation; not ours to fix.

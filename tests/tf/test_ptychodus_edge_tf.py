@@ -11,16 +11,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-tf = pytest.importorskip("ptycho.tf_runtime", reason="TensorFlow is not installed").tf
+tf = pytest.importorskip("ptycho.tf_backend.runtime", reason="TensorFlow is not installed").tf
 
-from ptycho import model_manager, params, tf_helper  # noqa: E402
+from ptycho import params  # noqa: E402
 from ptycho.config.config import ModelConfig, TrainingConfig, update_legacy_dict  # noqa: E402
 from ptycho.loader import load  # noqa: E402
-from ptycho.model import build_model  # noqa: E402
+from ptycho.tf_backend import inference, model_manager  # noqa: E402
+from ptycho.tf_backend.network import build_model  # noqa: E402
+from ptycho.tf_backend.reassembly import reassemble_position  # noqa: E402
 from ptycho.model_manifest import TF_ARCHIVE_NAME  # noqa: E402
 from ptycho.simulate import make_object, make_probe, make_scan, simulate  # noqa: E402
 from ptycho.stitching import canvas_shape_for, patch_weights, reassemble_patches  # noqa: E402
-from ptycho.workflows import components  # noqa: E402
+from ptycho.tf_backend.workflows import components  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
 N = 32
@@ -38,7 +40,7 @@ def test_legacy_reassemble_position_is_the_flat_form_with_a_central_crop():
     b, c = 6, 4
     patches = (rng.random((b, N, N, c)) * np.exp(1j * rng.random((b, N, N, c)))).astype(np.complex64)
     positions = rng.uniform(20, 40, (b, 1, 2, c))
-    legacy = tf_helper.reassemble_position(patches, positions, M=12).numpy()
+    legacy = reassemble_position(patches, positions, M=12).numpy()
     flat_patches = np.transpose(patches, (0, 3, 1, 2)).reshape(-1, N, N)
     flat_positions = np.transpose(positions[:, 0], (0, 2, 1)).reshape(-1, 2)
     shape = canvas_shape_for(flat_positions, N)
@@ -46,7 +48,7 @@ def test_legacy_reassemble_position_is_the_flat_form_with_a_central_crop():
     assert legacy.shape == shape
     np.testing.assert_allclose(legacy, expected, atol=1e-5)
     with pytest.raises(ValueError, match=r"legacy positions must be \(B, 1, 2, C\)"):
-        tf_helper.reassemble_position(patches, positions[:, :, :, :2], M=12)
+        reassemble_position(patches, positions[:, :, :, :2], M=12)
 
 
 def test_unpacked_bundle_loads_and_predicts_in_the_legacy_form(tmp_path, small_scan):
@@ -68,7 +70,7 @@ def test_unpacked_bundle_loads_and_predicts_in_the_legacy_form(tmp_path, small_s
     grouped = small_scan.generate_grouped_data(N, K=7, nsamples=1, gridsize=1)
     container = load(lambda: grouped, small_scan.probeGuess, which=None, create_split=False)
     patches = loaded.predict([container.X * scale, container.local_offsets])
-    amplitude, phase = components.predict_object_patches(model, grouped.X)
+    amplitude, phase = inference.predict_object_patches(model, grouped.X)
     assert patches.shape == (len(grouped.X), N, N, 1) and patches.dtype == np.complex64
     np.testing.assert_allclose(patches[..., 0], (amplitude * np.exp(1j * phase))[:, 0], atol=1e-5)
     with pytest.raises(ValueError, match="trained with gridsize 1 .1 patches. of 32 x 32"):
@@ -87,7 +89,7 @@ def test_training_with_output_dir_unset_writes_nothing_until_saved(tmp_path, sma
     assert amplitude is None and phase is None and results["checkpoint_path"] is None
     assert list(cwd.iterdir()) == []
     assert results["config"].model.N == N  # N taken from the data
-    assert params.get("intensity_scale") == pytest.approx(components.intensity_scale_of(results["models"]["diffraction_to_obj"]))
+    assert params.get("intensity_scale") == pytest.approx(inference.intensity_scale_of(results["models"]["diffraction_to_obj"]))
     archive = model_manager.save(tmp_path / "out")
     written = components.save_outputs(amplitude, phase, results, tmp_path / "out")
     assert archive.is_file() and [p.name for p in written] == ["history.json"]
@@ -111,3 +113,17 @@ def test_save_outputs_writes_the_reconstruction_and_refuses_half_of_it(tmp_path)
 def test_a_model_of_unresolved_size_is_not_built():
     with pytest.raises(ValueError, match=r"^N: 0 \(take it from the data\) is not resolved at build_model"):
         build_model(ModelConfig(N=0))
+
+
+def test_the_legacy_paths_ptychodus_imports_are_the_backend_itself():
+    """ptychodus 1.7.0 imports these names from the paths the TensorFlow backend had before it moved
+    into ptycho.tf_backend; each must be the backend's own object, and nothing else is kept there."""
+    import ptycho.model_manager
+    import ptycho.tf_helper
+    import ptycho.workflows.components
+
+    assert ptycho.tf_helper.reassemble_position is reassemble_position
+    assert ptycho.model_manager.save is model_manager.save
+    for name in ("run_cdi_example", "save_outputs", "load_inference_bundle", "BACKEND"):
+        assert getattr(ptycho.workflows.components, name) is getattr(components, name), name
+    assert ptycho.tf_helper.__all__ == ["reassemble_position"] and ptycho.model_manager.__all__ == ["save"]

@@ -7,8 +7,9 @@ import pytest
 
 from ptycho import physics, stitching
 
-tf = pytest.importorskip("ptycho.tf_runtime", reason="TensorFlow is not installed").tf
-from ptycho import tf_helper as th  # noqa: E402
+tf = pytest.importorskip("ptycho.tf_backend.runtime", reason="TensorFlow is not installed").tf
+from ptycho.tf_backend import physics as th  # noqa: E402
+from ptycho.tf_backend import reassembly  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +76,7 @@ def test_reassemble_position_matches_numpy_stitching(scene, use_probe_weights):
     weights = stitching.patch_weights(n, probe if use_probe_weights else None, crop=24)
     shape = (96, 88)
     ref = stitching.reassemble_patches(patches, positions, shape, weights)
-    got = th.reassemble_position(patches, positions, shape, weights).numpy()
+    got = reassembly.reassemble_position(patches, positions, shape, weights).numpy()
     assert got.dtype == np.complex64 and got.shape == shape
     np.testing.assert_allclose(got, ref, atol=1e-5)
     # Uncovered pixels stay exactly zero, as in the reference.
@@ -92,7 +93,7 @@ def test_reassemble_position_with_an_off_centre_weight_window(scene):
     weights[:, :5] = 0
     weights[22:, :] = 0
     ref = stitching.reassemble_patches(patches, positions, (96, 88), weights)
-    got = th.reassemble_position(patches, positions, (96, 88), weights).numpy()
+    got = reassembly.reassemble_position(patches, positions, (96, 88), weights).numpy()
     np.testing.assert_allclose(got, ref, atol=1e-5)
 
 
@@ -103,16 +104,16 @@ def test_splat_is_adjoint_of_extract(scene):
     y = rng.standard_normal((40, n, n)) + 1j * rng.standard_normal((40, n, n))
     obj = obj.astype(np.complex128)
     lhs = np.vdot(th.extract_patches(obj, positions, n).numpy(), y)
-    rhs = np.vdot(obj, th.splat_patches(tf.constant(y), positions, obj.shape).numpy())
+    rhs = np.vdot(obj, reassembly.splat_patches(tf.constant(y), positions, obj.shape).numpy())
     assert lhs == pytest.approx(rhs, rel=1e-10)
     np.testing.assert_allclose(
-        th.splat_patches(tf.constant(y), positions, obj.shape).numpy(),
+        reassembly.splat_patches(tf.constant(y), positions, obj.shape).numpy(),
         physics.adjoint_extract(y, positions, obj.shape),
         atol=1e-9,
     )
     # The gradient-free accumulation used for stitching gives the same sums.
     np.testing.assert_allclose(
-        th.splat_patches(tf.constant(y), positions, obj.shape, differentiable=False).numpy(),
+        reassembly.splat_patches(tf.constant(y), positions, obj.shape, differentiable=False).numpy(),
         physics.adjoint_extract(y, positions, obj.shape),
         atol=1e-9,
     )
@@ -122,7 +123,7 @@ def test_reassemble_patches_is_differentiable():
     patches = tf.Variable(tf.ones((1, 3, 8, 8), tf.complex64))
     offsets = tf.constant([[[-1.5, 0.0], [0.0, 0.0], [1.25, 0.5]]], tf.float32) + 8.0
     with tf.GradientTape() as tape:
-        canvas = th.reassemble_patches(patches, offsets, (16, 16))
+        canvas = reassembly.reassemble_patches(patches, offsets, (16, 16))
         loss = tf.reduce_sum(tf.abs(canvas) ** 2)
     grad = tape.gradient(loss, patches)
     assert grad is not None and np.all(np.isfinite(grad.numpy())) and np.abs(grad.numpy()).sum() > 0
@@ -131,4 +132,4 @@ def test_reassemble_patches_is_differentiable():
 def test_reassemble_position_rejects_mismatched_shapes(scene):
     obj, positions, _probe, n = scene
     with pytest.raises(ValueError, match="positions"):
-        th.reassemble_position(np.zeros((3, n, n), np.complex64), positions, (96, 88))
+        reassembly.reassemble_position(np.zeros((3, n, n), np.complex64), positions, (96, 88))

@@ -13,7 +13,7 @@ import pytest
 pytest.importorskip("tensorflow")
 
 REPO = Path(__file__).resolve().parents[2]
-PROBE = "from ptycho.tf_runtime import tf; import os; print(os.environ['TF_ENABLE_ONEDNN_OPTS'], float(tf.reduce_sum(tf.ones(3))))"
+PROBE = "from ptycho.tf_backend.runtime import tf; import os; print(os.environ['TF_ENABLE_ONEDNN_OPTS'], float(tf.reduce_sum(tf.ones(3))))"
 
 
 def _run(**env_extra: str) -> subprocess.CompletedProcess:

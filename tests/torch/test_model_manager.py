@@ -33,12 +33,12 @@ def tf_model_dir(tmp_path_factory) -> Path:
     try:
         update_legacy_dict(params.cfg, config)
         if HAS_TF:
-            from ptycho.model import build_model
-            from ptycho.workflows.components import save_trained_model
+            from ptycho.tf_backend.network import build_model
+            from ptycho.tf_backend.workflows.components import save_trained_model
 
             save_trained_model(build_model(config.model, np.ones((32, 32), np.complex64)), config)
         else:
-            from ptycho.model_manager import WEIGHTS_NAME, config_to_dict, write_archive
+            from ptycho.tf_backend.model_manager import WEIGHTS_NAME, config_to_dict, write_archive
             from ptycho.model_manifest import make_manifest
 
             weights = out / WEIGHTS_NAME
@@ -72,7 +72,7 @@ def test_load_tensorflow_checkpoint_with_pytorch_backend(tf_model_dir):
 
 @pytest.mark.skipif(not HAS_TF, reason="the TensorFlow loader needs TensorFlow")
 def test_load_pytorch_checkpoint_with_tensorflow_backend(tiny_trained):
-    from ptycho.model_manager import load_model
+    from ptycho.tf_backend.model_manager import load_model
 
     _, config, _ = tiny_trained
     model_dir = Path(config.output_dir)
@@ -115,7 +115,7 @@ def test_truncated_archives_are_clear_errors_for_both_loaders(tf_model_dir, tiny
         load_torch_bundle(truncated)
     assert str(truncated) in str(info.value)
     if HAS_TF:
-        from ptycho.model_manager import load_model
+        from ptycho.tf_backend.model_manager import load_model
 
         with pytest.raises(ModelArtifactError, match="corrupted or truncated"):
             load_model(truncated)

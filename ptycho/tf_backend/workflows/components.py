@@ -1,10 +1,12 @@
-"""TensorFlow training and reconstruction workflow: the twin of ``ptycho_torch.workflows.components``.
+"""TensorFlow training workflow and Backend adapter: the twin of ``ptycho_torch.workflows.components``.
 
-``run_cdi_example`` is what the backend dispatcher calls for ``backend='tensorflow'``: it trains the
-Keras PtychoPINN (:mod:`ptycho.model`) with compiled steps (``tf.function``) and Adam on the Poisson
+``run_cdi_example`` is what the backend dispatcher calls for ``backend='tensorflow'`` (through
+``ptycho.workflows.components``, the module the brief names): it trains the Keras PtychoPINN
+(:mod:`ptycho.tf_backend.network`) with compiled steps (``tf.function``) and Adam on the Poisson
 NLL of the normalised amplitudes (docs/architecture.md §6, the torch backend's loss), saves
-``{output_dir}/wts.h5.zip``, and with ``do_stitching`` reconstructs the test scan. It returns
-``(amplitude, phase, results)`` with the torch path's ``results`` keys.
+``{output_dir}/wts.h5.zip``, and with ``do_stitching`` reconstructs the test scan
+(:mod:`ptycho.tf_backend.inference`). It returns ``(amplitude, phase, results)`` with the torch
+path's ``results`` keys.
 
 :class:`TensorFlowBackend` is this backend's implementation of :class:`ptycho.backend_interface.Backend`
 (a thin adapter over the functions below); ``run_cdi_example`` is the shared
@@ -22,48 +24,35 @@ import math
 import os
 import sys
 import time
-import weakref
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-from ptycho.tf_runtime import tf  # first: sets TensorFlow's runtime options before keras loads it
+from ptycho.tf_backend.runtime import tf  # first: sets TensorFlow's runtime options before keras loads it
 import keras
 
 from ptycho import params
 from ptycho.backend_interface import LoadedModel, TrainingOptions
 from ptycho.config.config import InferenceConfig, TrainingConfig, legacy_items
-from ptycho.model import PtychoPINN, build_model, predicted_size, training_loss
-from ptycho import model_manager
-from ptycho.model_manager import load_model, save_model
-from ptycho.physics import poisson_deviance
-from ptycho.raw_data import GroupedData, RawData, generate_grouped_data
+from ptycho.raw_data import GroupedData, RawData
+from ptycho.tf_backend import model_manager
+from ptycho.tf_backend.adam import TorchAdam
+from ptycho.tf_backend.inference import input_signature, intensity_scale_of, reconstruct
+from ptycho.tf_backend.model_manager import load_model, save_model
+from ptycho.tf_backend.network import PtychoPINN, build_model, training_loss
 from ptycho.workflows.grouping import ensure_raw_data, group_for_training
-from ptycho.workflows.adam import TorchAdam
+from ptycho.workflows.reconstruction import Reconstruction
 from ptycho.workflows.train_and_reconstruct import train_and_reconstruct
-from ptycho.workflows.reconstruction import (
-    Reconstruction,
-    canvas_shape_of,
-    reconstruction_metadata,
-    stitch_positions,
-)
-from ptycho import tf_helper
 
 __all__ = [
     "DEFAULT_SEED",
     "ensure_raw_data",
     "group_for_training",
     "train_cdi_model",
-    "predict_object_patches",
-    "predict_diffraction",
-    "poisson_deviance_on",
-    "reconstruct",
     "run_cdi_example",
     "save_trained_model",
     "load_inference_bundle",
     "initial_model",
-    "intensity_scale_of",
-    "predict_legacy",
     "save_outputs",
     "TensorFlowBackend",
     "BACKEND",
@@ -74,29 +63,20 @@ log = logging.getLogger(__name__)
 # Seed of weight initialisation, subset and batch order (the torch backend's default too).
 DEFAULT_SEED = 42
 VAL_IMAGES = 64
-PREDICT_BATCH = 256
-
-
-def _signature(model: PtychoPINN) -> tuple[tf.TensorSpec, tf.TensorSpec]:
-    cfg = model.cfg
-    return (
-        tf.TensorSpec((None, cfg.channels, cfg.N, cfg.N), tf.float32),
-        tf.TensorSpec((None, cfg.channels, 2), tf.float64),  # float64: sub-pixel tap arithmetic
-    )
 
 
 def _compiled_steps(model: PtychoPINN, optimizer: TorchAdam, config: TrainingConfig):
     nll, mae = float(config.nll_weight), float(config.mae_weight)
     variables = optimizer.variables
 
-    @tf.function(input_signature=_signature(model), autograph=False)
+    @tf.function(input_signature=input_signature(model), autograph=False)
     def train_step(x: tf.Tensor, offsets: tf.Tensor) -> tf.Tensor:
         with tf.GradientTape() as tape:
             loss = training_loss(model(x, offsets, training=True).amplitude, x, nll, mae)
         optimizer.apply_gradients(tape.gradient(loss, variables))
         return loss
 
-    @tf.function(input_signature=_signature(model), autograph=False)
+    @tf.function(input_signature=input_signature(model), autograph=False)
     def eval_step(x: tf.Tensor, offsets: tf.Tensor) -> tf.Tensor:
         return training_loss(model(x, offsets).amplitude, x, nll, mae)
 
@@ -125,7 +105,7 @@ def train_cdi_model(
     (unless ``save`` is False).
 
     ``config.model.N = 0`` takes N from the training data. The trained model becomes this process's
-    current model (:func:`ptycho.model_manager.save` writes it) and ``params.cfg['intensity_scale']``
+    current model (:func:`ptycho.tf_backend.model_manager.save` writes it) and ``params.cfg['intensity_scale']``
     its learned intensity scale.
 
     ``debug`` writes ``{output_dir}/train_debug.log`` (brief §3.1; :mod:`ptycho.debug_log`).
@@ -225,97 +205,6 @@ def train_cdi_model(
     }
 
 
-_COMPILED: "weakref.WeakKeyDictionary[PtychoPINN, dict[str, Callable]]" = weakref.WeakKeyDictionary()
-
-
-def _compiled(model: PtychoPINN, name: str, build: Callable[[], Callable]) -> Callable:
-    """One traced function per model and purpose, reused across calls (tracing costs seconds)."""
-    functions = _COMPILED.setdefault(model, {})
-    if name not in functions:
-        functions[name] = build()
-    return functions[name]
-
-
-def predict_object_patches(model: PtychoPINN, x: np.ndarray, batch_size: int = PREDICT_BATCH) -> tuple[np.ndarray, np.ndarray]:
-    """Object amplitude and phase patches (B, C, N, N) for normalised diffraction ``x`` (B, C, N, N)."""
-    predict = _compiled(model, "predict_object", lambda: tf.function(
-        model.predict_object, input_signature=[_signature(model)[0]], autograph=False))
-    amps, phases = [], []
-    for lo in range(0, len(x), batch_size):
-        a, p = predict(tf.constant(x[lo : lo + batch_size]))
-        amps.append(a.numpy())
-        phases.append(p.numpy())
-    return np.concatenate(amps), np.concatenate(phases)
-
-
-def predict_diffraction(model: PtychoPINN, x: np.ndarray, offsets: np.ndarray, batch_size: int = PREDICT_BATCH) -> np.ndarray:
-    """Predicted normalised diffraction amplitudes ``A_hat`` (B, C, N, N) through the physics layer."""
-    forward = _compiled(model, "predict_diffraction", lambda: tf.function(
-        lambda xb, ob: model(xb, ob).amplitude, input_signature=_signature(model), autograph=False))
-    out = []
-    for lo in range(0, len(x), batch_size):
-        out.append(forward(tf.constant(x[lo : lo + batch_size]), tf.constant(offsets[lo : lo + batch_size], tf.float64)).numpy())
-    return np.concatenate(out)
-
-
-def poisson_deviance_on(model: PtychoPINN, grouped: GroupedData, batch_size: int = PREDICT_BATCH) -> float:
-    """Mean Poisson deviance of the predicted counts ``(A_hat / scale)^2`` against the measured
-    counts: zero for a perfect model (the torch backend's figure, same definition)."""
-    predicted = predict_diffraction(model, grouped.X, grouped.offsets, batch_size).astype(np.float64)
-    lam = (predicted / grouped.scale) ** 2
-    counts = grouped.counts_amplitude.astype(np.float64) ** 2
-    return poisson_deviance(lam, counts)
-
-
-def reconstruct(
-    model: PtychoPINN,
-    raw: RawData,
-    n_images: int | None = None,
-    seed: int = 0,
-    batch_size: int = PREDICT_BATCH,
-    flip_x: bool = False,
-    flip_y: bool = False,
-    transpose: bool = False,
-    M: int | None = None,
-    timings: dict[str, float] | None = None,
-    with_deviance: bool = True,
-    neighbor_count: int | None = None,
-) -> tuple[Reconstruction, GroupedData]:
-    """Group ``raw`` with the model's N and gridsize from ``neighbor_count`` nearest neighbours
-    (None: the legacy ``params.cfg['neighbor_count']``), predict, and stitch with
-    :func:`ptycho.tf_helper.reassemble_position` (probe intensity weights on the predicted window,
-    patch phase offsets synchronised first; docs/architecture.md §10)."""
-    from ptycho.stitching import patch_weights, synchronise_patch_phases
-
-    timings = timings if timings is not None else {}
-    cfg = model.cfg
-    t = time.perf_counter()
-    grouped = generate_grouped_data(
-        raw, n_groups=n_images, neighbor_count=neighbor_count, seed=seed, N=cfg.N, gridsize=cfg.gridsize
-    )
-    timings["grouping"] = time.perf_counter() - t
-    t = time.perf_counter()
-    amp, phase = predict_object_patches(model, grouped.X, batch_size)
-    timings["inference"] = time.perf_counter() - t
-    t = time.perf_counter()
-    patches = (amp * np.exp(1j * phase)).reshape(-1, cfg.N, cfg.N)
-    if transpose:
-        patches = np.swapaxes(patches, -1, -2)
-    positions = grouped.centers[:, None, :] + grouped.offsets
-    flat_positions = stitch_positions(positions.reshape(-1, 2), flip_x, flip_y)
-    canvas = canvas_shape_of(raw, cfg.N, M)
-    weights = patch_weights(cfg.N, raw.probeGuess, crop=predicted_size(cfg))
-    patches = synchronise_patch_phases(patches, flat_positions, weights)  # each patch's own phase offset
-    obj = tf_helper.reassemble_position(patches, flat_positions, canvas, weights).numpy()
-    timings["stitching"] = time.perf_counter() - t
-    meta = reconstruction_metadata(grouped, cfg, canvas, flip_x=flip_x, flip_y=flip_y, transpose=transpose)
-    if with_deviance:
-        t = time.perf_counter()
-        meta["poisson_deviance"] = poisson_deviance_on(model, grouped, batch_size)
-        timings["deviance"] = time.perf_counter() - t
-    return Reconstruction(obj, positions.reshape(-1, 2), grouped.indices.reshape(-1), meta), grouped
-
-
 def run_cdi_example(
     train_data: RawData | Path | str,
     test_data: RawData | Path | str | None,
@@ -330,7 +219,7 @@ def run_cdi_example(
 
     The model is saved to ``{output_dir}/wts.h5.zip``, except when ``output_dir`` is ``Path()``
     (ptychodus's "not used"): then nothing is written to the working directory, and
-    :func:`ptycho.model_manager.save` writes the trained model where the caller wants it.
+    :func:`ptycho.tf_backend.model_manager.save` writes the trained model where the caller wants it.
 
     ``results`` holds ``history``, ``models``, ``checkpoint_path`` and, with stitching,
     ``obj_tensor_full``, ``recon_amp``, ``recon_phase``, ``global_offsets``, ``poisson_deviance``
@@ -513,33 +402,6 @@ BACKEND = TensorFlowBackend()
 
 # ``output_dir=Path()``: ptychodus's "not used" (it saves with model_manager.save itself).
 UNSET_OUTPUT_DIR = Path()
-
-
-def intensity_scale_of(model: PtychoPINN) -> float:
-    """The model's intensity scale ``sigma = exp(log_intensity_scale)`` (learned or fixed)."""
-    return float(np.exp(model.physics.log_intensity_scale.numpy()))
-
-
-def predict_legacy(model: PtychoPINN, inputs: Any, batch_size: int = PREDICT_BATCH) -> np.ndarray:
-    """The legacy Keras call ``model.predict([X * intensity_scale, local_offsets])`` -> complex64
-    object patches (B, N, N, C) (:mod:`ptycho.loader` layout).
-
-    The input is divided by the model's intensity scale, as the legacy model's first layer did, so
-    ``X`` must be multiplied by ``params.get('intensity_scale')`` (set when the model was trained
-    or loaded). The offsets are checked but do not change the object patches.
-    """
-    from ptycho.loader import legacy_patches, model_inputs_from_legacy
-
-    x, _offsets = model_inputs_from_legacy(inputs)
-    cfg = model.cfg
-    if x.shape[1:] != (cfg.channels, cfg.N, cfg.N):
-        raise ValueError(
-            f"predict: X holds {x.shape[1]} patches of {x.shape[2]} x {x.shape[3]} per group, but the model was "
-            f"trained with gridsize {cfg.gridsize} ({cfg.channels} patches) of {cfg.N} x {cfg.N}; "
-            f"group the data with the model's N and gridsize"
-        )
-    amplitude, phase = predict_object_patches(model, x / np.float32(intensity_scale_of(model)), batch_size)
-    return legacy_patches(amplitude, phase)
 
 
 def save_outputs(
