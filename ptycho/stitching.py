@@ -20,6 +20,9 @@ __all__ = [
     "summed_illumination",
     "relative_patch_phases",
     "synchronise_patch_phases",
+    "diffraction_centroids",
+    "phase_ramp_from_diffraction",
+    "correct_phase_ramp",
 ]
 
 
@@ -201,3 +204,93 @@ def synchronise_patch_phases(patches: np.ndarray, positions: np.ndarray, weights
     # Keep the scan's mean phase where it was: only the offsets between patches change.
     rotation = rotation * np.exp(-1j * np.angle(np.mean(rotation)))
     return (patches * rotation[:, None, None]).astype(patches.dtype)
+
+
+_CENTROID_CHUNK = 256
+
+
+def diffraction_centroids(intensities: np.ndarray) -> np.ndarray:
+    """Centre of mass ``(kx, ky)`` in pixels from the zero frequency of far-field intensities
+    (P, N, N) laid out as :func:`ptycho.physics.propagate` makes them (zero frequency at N/2). (P, 2).
+
+    By the differential-phase-contrast relation it is ``N / (2 pi)`` times the intensity-weighted
+    mean phase gradient (rad/px) of the exit wave, so a phase ramp ``exp(i g . r)`` on the object
+    moves every pattern's centroid by ``N g / (2 pi)``."""
+    intensities = np.asarray(intensities, dtype=np.float64)
+    if intensities.ndim != 3 or intensities.shape[1] != intensities.shape[2]:
+        raise ValueError(f"intensities: expected shape (P, N, N), got {intensities.shape}")
+    n = intensities.shape[-1]
+    k = np.arange(n) - n // 2
+    total = intensities.sum(axis=(1, 2))
+    if not np.all(total > 0):
+        raise ValueError(f"intensities: {int(np.sum(~(total > 0)))} pattern(s) hold no intensity; no centroid")
+    kx = intensities.sum(axis=1) @ k / total
+    ky = intensities.sum(axis=2) @ k / total
+    return np.stack([kx, ky], axis=1)
+
+
+def phase_ramp_from_diffraction(
+    obj: np.ndarray, probe: np.ndarray, positions: np.ndarray, diffraction: np.ndarray
+) -> np.ndarray:
+    """The phase gradient ``(g_x, g_y)`` in rad/px that ``obj`` (H, W) lacks according to the
+    measured diffraction amplitudes (P, N, N) at ``positions`` (P, 2) as (x, y), with the known
+    ``probe`` (N, N): ``-2 pi / N`` times the mean, over the scan, of the centroid of the object's
+    forward model minus the measured centroid (:func:`diffraction_centroids`).
+
+    Why: phase synchronisation makes overlapping patches agree, and a network's small in-patch tilt
+    that every patch shares agrees with itself across every overlap, so it survives as a ramp
+    across the whole scan, or (with the planar part of the offsets left as the network gave it)
+    the object's own large-scale phase slope is lost. Overlaps cannot see a global ramp; the
+    measured patterns can: a ramp moves every pattern's centroid alike. The scan-wide mean
+    averages out both the photon noise and each patch's amplitude errors (which bias one pattern's
+    centroid through the probe's own phase curvature; per patch the estimate is mostly that bias).
+    """
+    from ptycho.physics import forward_intensity
+
+    probe = np.asarray(probe)
+    diffraction = np.asarray(diffraction)
+    n = probe.shape[-1]
+    if diffraction.ndim != 3 or diffraction.shape[1:] != (n, n):
+        raise ValueError(f"diffraction: expected shape (P, {n}, {n}) matching the probe, got {diffraction.shape}")
+    positions = np.asarray(positions, dtype=np.float64).reshape(-1, 2)
+    if len(positions) != len(diffraction):
+        raise ValueError(f"positions: expected {len(diffraction)}, one per pattern, got {len(positions)}")
+    obj = np.asarray(obj)
+    difference = np.zeros(2)
+    for start in range(0, len(positions), _CENTROID_CHUNK):  # bounded memory on long scans
+        part = slice(start, start + _CENTROID_CHUNK)
+        measured = diffraction_centroids(np.asarray(diffraction[part], dtype=np.float64) ** 2)
+        modelled = diffraction_centroids(forward_intensity(obj, probe, positions[part]))
+        difference += np.sum(modelled - measured, axis=0)
+    return -2.0 * np.pi * difference / len(positions) / n
+
+
+def correct_phase_ramp(
+    obj: np.ndarray,
+    probe: np.ndarray,
+    positions: np.ndarray,
+    diffraction: np.ndarray,
+    transpose: bool = False,
+    iterations: int = 2,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``obj`` (H, W) times the phase ramp :func:`phase_ramp_from_diffraction` finds, and that
+    ramp's total gradient ``(g_x, g_y)`` rad/px. ``positions`` (..., 2) and ``diffraction``
+    (..., N, N) in the order the patches were stitched; ``transpose``: the patches were transposed
+    before stitching, so the patterns and the probe are too. The ramp pivots on the scan's centre,
+    so the mean phase there stays. The centroid is linear in the ramp, so one step nearly suffices;
+    the second takes up what the ramp's interplay with the object's amplitude leaves.
+    Pixels the stitching left empty (zero) stay zero."""
+    obj = np.asarray(obj)
+    probe = np.asarray(probe)
+    diffraction = np.asarray(diffraction).reshape(-1, *np.shape(diffraction)[-2:])
+    if transpose:
+        diffraction, probe = np.swapaxes(diffraction, -1, -2), probe.T
+    positions = np.asarray(positions, dtype=np.float64).reshape(-1, 2)
+    rows, cols = np.indices(obj.shape, dtype=np.float64)
+    centre_x, centre_y = positions.mean(axis=0)
+    total = np.zeros(2)
+    corrected = obj
+    for _ in range(iterations):
+        total = total + phase_ramp_from_diffraction(corrected, probe, positions, diffraction)
+        corrected = obj * np.exp(1j * (total[0] * (cols - centre_x) + total[1] * (rows - centre_y)))
+    return corrected.astype(obj.dtype if np.iscomplexobj(obj) else np.complex64), total
