@@ -2,7 +2,9 @@
 
 The model directory (manifest + ``checkpoints/last.ckpt``) is loaded without Lightning (plain torch
 is enough to run a network, and saves seconds per process); :func:`reconstruct` predicts object
-patches for the scan and stitches them into one complex object. The CLI is ``ptycho-infer
+patches for the scan and stitches them into one complex object: the shared
+:func:`ptycho.workflows.reconstruction.reconstruct_scan` over :class:`TorchPatchModel` (the
+network's forward pass and the native torch reassembly). The CLI is ``ptycho-infer
 --backend pytorch`` (:func:`ptycho.cli.run_infer`), which writes ``reconstruction.npz`` plus the
 amplitude and phase PNGs (one image pixel per array element, no figure chrome).
 
@@ -22,14 +24,15 @@ _T_START = time.perf_counter()
 
 import numpy as np  # noqa: E402  (after the start stamp: the CLI reports its import time)
 
-from ptycho.workflows.reconstruction import (  # noqa: E402 - one writer for every backend
+from ptycho.workflows.reconstruction import (  # noqa: E402 - one reconstruction and one writer for every backend
     Reconstruction,
     canvas_shape_of,
-    reconstruction_metadata,
+    deviance_of_prediction,
+    reconstruct_scan,
+    stitch_patches,
     write_reconstruction,
 )
 from ptycho.cli_arguments import UsageError  # noqa: E402
-from ptycho.workflows.reconstruction import stitch_positions as transform_positions  # noqa: E402
 
 __all__ = [
     "UsageError",
@@ -37,6 +40,7 @@ __all__ = [
     "predict_object_patches",
     "predict_diffraction",
     "poisson_deviance_on",
+    "TorchPatchModel",
     "stitch_reconstruction",
     "canvas_shape_of",
     "Reconstruction",
@@ -103,22 +107,29 @@ def predict_diffraction(network, x: np.ndarray, offsets: np.ndarray, batch_size:
     return predict_object_patches(network, x, batch_size, device, offsets=offsets)[2]
 
 
-def deviance_of_prediction(predicted: np.ndarray, grouped) -> float:
-    """Mean Poisson deviance of predicted normalised amplitudes against the measured counts.
-
-    In count units: ``lambda = (A_hat / scale)^2`` against ``k = counts_amplitude^2``. Zero for a
-    perfect model; the figure by which "training did something" is judged.
-    """
-    from ptycho.physics import poisson_deviance
-
-    lam = (np.asarray(predicted, dtype=np.float64) / grouped.scale) ** 2
-    counts = grouped.counts_amplitude.astype(np.float64) ** 2
-    return poisson_deviance(lam, counts)
-
-
 def poisson_deviance_on(network, grouped, batch_size: int = 256, device=None) -> float:
     """:func:`deviance_of_prediction` of ``network`` on every group of ``grouped``."""
     return deviance_of_prediction(predict_diffraction(network, grouped.X, grouped.offsets, batch_size, device), grouped)
+
+
+def reassemble_on_device(
+    patches: np.ndarray, positions: np.ndarray, canvas_shape: tuple[int, int], weights: np.ndarray, device=None
+) -> np.ndarray:
+    """:func:`ptycho_torch.reassembly.reassemble_patches` of numpy ``patches`` (P, m, m) at
+    ``positions`` (P, 2) with ``weights`` (m, m) on ``device``: native torch (``index_add``),
+    complex128 accumulation -> complex64 (H, W)."""
+    import torch
+
+    from ptycho_torch.reassembly import reassemble_patches
+
+    device = device or torch.device("cpu")
+    out = reassemble_patches(
+        torch.from_numpy(np.ascontiguousarray(patches)).to(device=device, dtype=torch.complex128),
+        torch.from_numpy(np.asarray(positions, dtype=np.float64)).to(device),
+        canvas_shape,
+        torch.from_numpy(np.asarray(weights)).to(device),
+    )
+    return out.cpu().numpy().astype(np.complex64)
 
 
 def stitch_reconstruction(
@@ -133,41 +144,33 @@ def stitch_reconstruction(
     device=None,
     synchronise_phases: bool = True,
 ) -> np.ndarray:
-    """Stitch complex ``patches`` (..., N, N) placed at global ``positions`` (..., 2) into one object.
-
-    Weights: probe intensity, zero outside the central ``crop`` window (the predicted region).
-    ``transpose`` swaps each patch's rows and columns; ``flip_x``/``flip_y`` mirror the positions.
-    With ``synchronise_phases`` each patch's own phase offset is removed first
-    (:func:`ptycho.stitching.synchronise_patch_phases`). Native torch (``index_add``), float64
-    accumulation.
-    """
-    import torch
-
-    from ptycho.stitching import patch_weights, synchronise_patch_phases
-    from ptycho_torch.reassembly import reassemble_patches
-
-    n = patches.shape[-1]
-    flat = np.asarray(patches).reshape(-1, n, n)
-    if transpose:
-        flat = np.swapaxes(flat, -1, -2)
-    pos = transform_positions(np.asarray(positions).reshape(-1, 2), flip_x, flip_y)
-    weights = patch_weights(n, probe, crop=crop)
-    if synchronise_phases:
-        flat = synchronise_patch_phases(flat, pos, weights)
-    if crop is not None and (n - crop) % 2 == 0:
-        # Outside the crop window the weight is zero: splat only the window. Its pixel r' is the full
-        # patch's pixel r' + (n - crop)/2, so with the same centre the taps land on the same pixels.
-        lo = (n - crop) // 2
-        flat = flat[:, lo : lo + crop, lo : lo + crop]
-        weights = weights[lo : lo + crop, lo : lo + crop]
-    device = device or torch.device("cpu")
-    out = reassemble_patches(
-        torch.from_numpy(np.ascontiguousarray(flat)).to(device=device, dtype=torch.complex128),
-        torch.from_numpy(pos).to(device),
-        canvas_shape,
-        torch.from_numpy(weights).to(device),
+    """Stitch complex ``patches`` (..., N, N) placed at global ``positions`` (..., 2) into one object:
+    :func:`ptycho.workflows.reconstruction.stitch_patches` (probe-intensity weights zero outside
+    the central ``crop`` window, phase offsets synchronised unless ``synchronise_phases`` is False,
+    ``transpose``, ``flip_x``/``flip_y``) with the native torch reassembly on ``device``."""
+    return stitch_patches(
+        patches, positions, probe, canvas_shape, crop,
+        lambda p, pos, shape, w: reassemble_on_device(p, pos, shape, w, device),
+        flip_x=flip_x, flip_y=flip_y, transpose=transpose, synchronise_phases=synchronise_phases,
     )
-    return out.cpu().numpy().astype(np.complex64)
+
+
+class TorchPatchModel:
+    """:class:`ptycho.workflows.reconstruction.PatchModel` of a torch network: predictions in
+    batches of ``batch_size`` groups and the reassembly on ``device``."""
+
+    def __init__(self, network, batch_size: int = 256, device=None):
+        self.network = network
+        self.cfg = network.cfg
+        self.batch_size = batch_size
+        self.device = device
+
+    def predict(self, x: np.ndarray, offsets: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        return predict_object_patches(self.network, x, self.batch_size, self.device, offsets=offsets)
+
+    def reassemble(self, patches: np.ndarray, positions: np.ndarray, canvas_shape: tuple[int, int],
+                   weights: np.ndarray) -> np.ndarray:
+        return reassemble_on_device(patches, positions, canvas_shape, weights, self.device)
 
 
 def reconstruct(
@@ -186,40 +189,14 @@ def reconstruct(
     neighbor_count: int | None = None,
 ) -> tuple[Reconstruction, Any]:
     """Group ``raw`` with the model's N and gridsize from ``neighbor_count`` nearest neighbours
-    (None: the legacy ``params.cfg['neighbor_count']``), predict, stitch. Returns the
-    reconstruction and the grouped data."""
-    from ptycho.raw_data import generate_grouped_data
-    from ptycho_torch.network import predicted_size
-
-    timings = timings if timings is not None else {}
-    t = time.perf_counter()
-    cfg = network.cfg
-    try:
-        grouped = generate_grouped_data(
-            raw, n_groups=n_images, neighbor_count=neighbor_count, seed=seed, N=cfg.N, gridsize=cfg.gridsize
-        )
-    except ValueError as exc:  # too few positions for the model's gridsize, N mismatch
-        raise UsageError(f"{raw.source or 'data'}: {exc}") from None
-    timings["grouping"] = time.perf_counter() - t
-    t = time.perf_counter()
-    amp, phase, predicted = predict_object_patches(
-        network, grouped.X, batch_size, device, offsets=grouped.offsets if with_deviance else None
+    (None: the legacy ``params.cfg['neighbor_count']``), predict, stitch
+    (:func:`ptycho.workflows.reconstruction.reconstruct_scan`). Returns the reconstruction and the
+    grouped data."""
+    return reconstruct_scan(
+        TorchPatchModel(network, batch_size, device), raw, neighbor_count=neighbor_count, n_images=n_images,
+        seed=seed, flip_x=flip_x, flip_y=flip_y, transpose=transpose, M=M, timings=timings,
+        with_deviance=with_deviance,
     )
-    timings["inference"] = time.perf_counter() - t
-    t = time.perf_counter()
-    positions = grouped.centers[:, None, :] + grouped.offsets
-    try:
-        canvas = canvas_shape_of(raw, cfg.N, M)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    obj = stitch_reconstruction(
-        amp * np.exp(1j * phase), positions, raw.probeGuess, canvas, predicted_size(cfg), flip_x, flip_y, transpose, device
-    )
-    timings["stitching"] = time.perf_counter() - t
-    meta = reconstruction_metadata(grouped, cfg, canvas, flip_x=flip_x, flip_y=flip_y, transpose=transpose)
-    if with_deviance:
-        meta["poisson_deviance"] = deviance_of_prediction(predicted, grouped)
-    return Reconstruction(obj, positions.reshape(-1, 2), grouped.indices.reshape(-1), meta), grouped
 
 
 # --------------------------------------------------------------------------- CLI

@@ -1,37 +1,33 @@
 """Prediction and reconstruction with a Keras PtychoPINN: the twin of :mod:`ptycho_torch.inference`.
 
 Object patches and predicted diffraction come from traced functions (``tf.function``, one per model
-and purpose, reused across calls); :func:`reconstruct` groups a scan, predicts and stitches it with
-:func:`ptycho.tf_backend.reassembly.reassemble_position`. :func:`predict_legacy` is the Keras
+and purpose, reused across calls); :func:`reconstruct` is the shared
+:func:`ptycho.workflows.reconstruction.reconstruct_scan` over :class:`KerasPatchModel` (these
+predictions and :func:`ptycho.tf_backend.reassembly.reassemble_position`). :func:`predict_legacy` is the Keras
 ``model.predict([X * intensity_scale, local_offsets])`` form ptychodus calls.
 """
 
 from __future__ import annotations
 
-import time
 import weakref
 from typing import Any, Callable
 
 import numpy as np
 from ptycho.tf_backend.runtime import tf  # first: sets TensorFlow's runtime options before keras loads it
 
-from ptycho.physics import poisson_deviance
-from ptycho.raw_data import GroupedData, RawData, generate_grouped_data
-from ptycho.tf_backend.network import PtychoPINN, predicted_size
+from ptycho.raw_data import GroupedData, RawData
+from ptycho.tf_backend.network import PtychoPINN
 from ptycho.tf_backend.reassembly import reassemble_position
-from ptycho.workflows.reconstruction import (
-    Reconstruction,
-    canvas_shape_of,
-    reconstruction_metadata,
-    stitch_positions,
-)
+from ptycho.workflows.reconstruction import Reconstruction, deviance_of_prediction, reconstruct_scan
 
 __all__ = [
     "PREDICT_BATCH",
     "input_signature",
     "predict_object_patches",
+    "predict_forward",
     "predict_diffraction",
     "poisson_deviance_on",
+    "KerasPatchModel",
     "reconstruct",
     "intensity_scale_of",
     "predict_legacy",
@@ -72,23 +68,52 @@ def predict_object_patches(model: PtychoPINN, x: np.ndarray, batch_size: int = P
     return np.concatenate(amps), np.concatenate(phases)
 
 
+def predict_forward(
+    model: PtychoPINN, x: np.ndarray, offsets: np.ndarray, batch_size: int = PREDICT_BATCH
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Object amplitude and phase patches and the predicted normalised diffraction amplitudes
+    ``A_hat`` (each (B, C, N, N)) from one pass of the model (group ``offsets`` (B, C, 2))."""
+    forward = _compiled(model, "forward", lambda: tf.function(
+        lambda xb, ob: tuple(model(xb, ob)), input_signature=input_signature(model), autograph=False))
+    amps, phases, diffraction = [], [], []
+    for lo in range(0, len(x), batch_size):
+        out = forward(tf.constant(x[lo : lo + batch_size]), tf.constant(offsets[lo : lo + batch_size], tf.float64))
+        diffraction.append(out[0].numpy())
+        amps.append(out[1].numpy())
+        phases.append(out[2].numpy())
+    return np.concatenate(amps), np.concatenate(phases), np.concatenate(diffraction)
+
+
 def predict_diffraction(model: PtychoPINN, x: np.ndarray, offsets: np.ndarray, batch_size: int = PREDICT_BATCH) -> np.ndarray:
     """Predicted normalised diffraction amplitudes ``A_hat`` (B, C, N, N) through the physics layer."""
-    forward = _compiled(model, "predict_diffraction", lambda: tf.function(
-        lambda xb, ob: model(xb, ob).amplitude, input_signature=input_signature(model), autograph=False))
-    out = []
-    for lo in range(0, len(x), batch_size):
-        out.append(forward(tf.constant(x[lo : lo + batch_size]), tf.constant(offsets[lo : lo + batch_size], tf.float64)).numpy())
-    return np.concatenate(out)
+    return predict_forward(model, x, offsets, batch_size)[2]
 
 
 def poisson_deviance_on(model: PtychoPINN, grouped: GroupedData, batch_size: int = PREDICT_BATCH) -> float:
-    """Mean Poisson deviance of the predicted counts ``(A_hat / scale)^2`` against the measured
-    counts: zero for a perfect model (the torch backend's figure, same definition)."""
-    predicted = predict_diffraction(model, grouped.X, grouped.offsets, batch_size).astype(np.float64)
-    lam = (predicted / grouped.scale) ** 2
-    counts = grouped.counts_amplitude.astype(np.float64) ** 2
-    return poisson_deviance(lam, counts)
+    """:func:`ptycho.workflows.reconstruction.deviance_of_prediction` of ``model`` on every group of
+    ``grouped`` (zero for a perfect model; the torch backend's figure, same definition)."""
+    return deviance_of_prediction(predict_diffraction(model, grouped.X, grouped.offsets, batch_size), grouped)
+
+
+class KerasPatchModel:
+    """:class:`ptycho.workflows.reconstruction.PatchModel` of a Keras PtychoPINN: predictions in
+    batches of ``batch_size`` groups, the reassembly with
+    :func:`ptycho.tf_backend.reassembly.reassemble_position`, on the device of the caller's
+    ``tf.device`` scope."""
+
+    def __init__(self, model: PtychoPINN, batch_size: int = PREDICT_BATCH):
+        self.model = model
+        self.cfg = model.cfg
+        self.batch_size = batch_size
+
+    def predict(self, x: np.ndarray, offsets: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        if offsets is None:
+            return (*predict_object_patches(self.model, x, self.batch_size), None)
+        return predict_forward(self.model, x, offsets, self.batch_size)
+
+    def reassemble(self, patches: np.ndarray, positions: np.ndarray, canvas_shape: tuple[int, int],
+                   weights: np.ndarray) -> np.ndarray:
+        return reassemble_position(patches, positions, canvas_shape, weights).numpy()
 
 
 def reconstruct(
@@ -106,38 +131,13 @@ def reconstruct(
     neighbor_count: int | None = None,
 ) -> tuple[Reconstruction, GroupedData]:
     """Group ``raw`` with the model's N and gridsize from ``neighbor_count`` nearest neighbours
-    (None: the legacy ``params.cfg['neighbor_count']``), predict, and stitch with
-    :func:`ptycho.tf_backend.reassembly.reassemble_position` (probe intensity weights on the predicted window,
-    patch phase offsets synchronised first; docs/architecture.md §10)."""
-    from ptycho.stitching import patch_weights, synchronise_patch_phases
-
-    timings = timings if timings is not None else {}
-    cfg = model.cfg
-    t = time.perf_counter()
-    grouped = generate_grouped_data(
-        raw, n_groups=n_images, neighbor_count=neighbor_count, seed=seed, N=cfg.N, gridsize=cfg.gridsize
+    (None: the legacy ``params.cfg['neighbor_count']``), predict, stitch
+    (:func:`ptycho.workflows.reconstruction.reconstruct_scan`). Returns the reconstruction and the
+    grouped data."""
+    return reconstruct_scan(
+        KerasPatchModel(model, batch_size), raw, neighbor_count=neighbor_count, n_images=n_images, seed=seed,
+        flip_x=flip_x, flip_y=flip_y, transpose=transpose, M=M, timings=timings, with_deviance=with_deviance,
     )
-    timings["grouping"] = time.perf_counter() - t
-    t = time.perf_counter()
-    amp, phase = predict_object_patches(model, grouped.X, batch_size)
-    timings["inference"] = time.perf_counter() - t
-    t = time.perf_counter()
-    patches = (amp * np.exp(1j * phase)).reshape(-1, cfg.N, cfg.N)
-    if transpose:
-        patches = np.swapaxes(patches, -1, -2)
-    positions = grouped.centers[:, None, :] + grouped.offsets
-    flat_positions = stitch_positions(positions.reshape(-1, 2), flip_x, flip_y)
-    canvas = canvas_shape_of(raw, cfg.N, M)
-    weights = patch_weights(cfg.N, raw.probeGuess, crop=predicted_size(cfg))
-    patches = synchronise_patch_phases(patches, flat_positions, weights)  # each patch's own phase offset
-    obj = reassemble_position(patches, flat_positions, canvas, weights).numpy()
-    timings["stitching"] = time.perf_counter() - t
-    meta = reconstruction_metadata(grouped, cfg, canvas, flip_x=flip_x, flip_y=flip_y, transpose=transpose)
-    if with_deviance:
-        t = time.perf_counter()
-        meta["poisson_deviance"] = poisson_deviance_on(model, grouped, batch_size)
-        timings["deviance"] = time.perf_counter() - t
-    return Reconstruction(obj, positions.reshape(-1, 2), grouped.indices.reshape(-1), meta), grouped
 
 
 def intensity_scale_of(model: PtychoPINN) -> float:

@@ -19,7 +19,8 @@ from ptycho.evaluation import evaluate_reconstruction, scanned_region
 from ptycho.raw_data import RawData
 from ptycho.simulate import make_probe
 from ptycho_torch.config_bridge import GROUPS, to_hyperparameters
-from ptycho_torch.inference import stitch_reconstruction, transform_positions
+from ptycho.workflows.reconstruction import stitch_positions as transform_positions
+from ptycho_torch.inference import stitch_reconstruction
 from ptycho_torch.network import DecoderLast, PtychoPINN
 from ptycho_torch.reassembly import reassemble_patches
 from ptycho_torch.workflows import components
