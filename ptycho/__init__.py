@@ -1,4 +1,5 @@
-"""PtychoPINN: physics-informed reconstruction of ptychographic data (shared layer + TensorFlow backend).
+"""PtychoPINN: physics-informed reconstruction of ptychographic data (the shared layer; the TensorFlow
+backend is the subpackage :mod:`ptycho.tf_backend`, the PyTorch one the package ``ptycho_torch``).
 
 Importing ``ptycho`` imports neither TensorFlow nor torch; the backends load on use. It does check
 (by looking them up, not importing them) that the library's own dependencies are installed: they

@@ -15,7 +15,8 @@
 
 A subpackage of ``ptycho`` rather than a top-level ``ptycho_tf`` because the repository's top level
 is fixed (DESIGN.md). The shared layer (configs, data, numpy physics, stitching, evaluation, the
-workflows above the backend interface) stays in ``ptycho`` and never imports this package; a few old
+workflows above the backend interface) stays in ``ptycho`` and reaches this package only through the
+backend dispatcher; a few old
 paths that ptychodus and the handoff brief name (``ptycho.tf_helper``, ``ptycho.model_manager``,
 ``ptycho.workflows.components``) re-export from here. Importing this package imports no TensorFlow;
 its modules do.

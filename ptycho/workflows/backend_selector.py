@@ -7,7 +7,8 @@ Guarantees, in this order:
    inspected or any backend module is imported (backend modules read ``params.cfg``).
 2. ``backend`` must be ``'tensorflow'`` or ``'pytorch'``; anything else is a ``ValueError`` naming the
    valid literals (and ``params.cfg`` is left as it was).
-3. The TensorFlow path imports ``ptycho.workflows.components`` and never torch.
+3. The TensorFlow path imports ``ptycho.workflows.components`` (the brief's name for it; the backend
+   is :mod:`ptycho.tf_backend`) and never torch.
 4. The PyTorch path without an importable torch raises the brief's §1.3 ``RuntimeError``; there is
    no silent fallback to TensorFlow.
 5. ``results['backend']`` names the backend that produced the results.
