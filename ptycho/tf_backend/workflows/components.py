@@ -17,7 +17,6 @@ gridsize and the neighbour count from the configs, not from ``params.cfg``. Noth
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import logging
 import math
@@ -40,7 +39,7 @@ from ptycho.tf_backend.adam import TorchAdam
 from ptycho.tf_backend.inference import input_signature, intensity_scale_of, reconstruct
 from ptycho.tf_backend.model_manager import load_model, save_model
 from ptycho.tf_backend.network import PtychoPINN, build_model, training_loss
-from ptycho.workflows.grouping import ensure_raw_data, group_for_training
+from ptycho.workflows.grouping import ensure_raw_data, group_for_training, training_inputs
 from ptycho.workflows.reconstruction import Reconstruction
 from ptycho.workflows.train_and_reconstruct import train_and_reconstruct
 
@@ -115,16 +114,7 @@ def train_cdi_model(
     ``train_container``/``test_container``, ``train_data``/``test_data``, ``global_step`` and
     ``timings``. ``progress(epoch, nepochs, train_loss, val_loss, seconds)`` runs after every epoch.
     """
-    train_raw = ensure_raw_data(train_data, "train_data")
-    test_raw = ensure_raw_data(test_data, "test_data")
-    if train_raw is None:
-        raise ValueError("train_data: required for training")
-    if not config.model.is_resolved:
-        config = dataclasses.replace(config, model=config.model.resolved(train_raw.N))
-    if train_raw.N != config.model.N:
-        raise ValueError(
-            f"{train_raw.source or 'train_data'}: patterns are {train_raw.N} x {train_raw.N} but ModelConfig.N is {config.model.N}"
-        )
+    train_raw, test_raw, config = training_inputs(train_data, test_data, config)
     timings: dict[str, float] = {}
     start = time.perf_counter()
     train_grouped = group_for_training(
