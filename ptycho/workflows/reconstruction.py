@@ -23,7 +23,7 @@ from typing import Any, Callable, Protocol
 import numpy as np
 
 from ptycho.raw_data import GroupedData, RawData, generate_grouped_data, write_npz_deterministic
-from ptycho.stitching import canvas_shape_for, patch_weights, synchronise_patch_phases
+from ptycho.stitching import canvas_shape_for, correct_phase_ramp, patch_weights, synchronise_patch_phases
 
 __all__ = [
     "PatchModel", "reconstruct_scan", "stitch_patches", "deviance_of_prediction",
@@ -175,11 +175,14 @@ def reconstruct_scan(
     M: int | None = None,
     timings: dict[str, float] | None = None,
     with_deviance: bool = True,
+    correct_ramp: bool = True,
 ) -> tuple[Reconstruction, GroupedData]:
     """Group ``raw`` with the model's N and gridsize from ``neighbor_count`` nearest neighbours
     (None: the legacy ``params.cfg['neighbor_count']``), predict, stitch (docs/architecture.md §10),
     and record how (:func:`reconstruction_metadata`, the Poisson deviance of the prediction with
-    ``with_deviance``). Returns the reconstruction and the grouped data the network saw.
+    ``with_deviance``). Returns the reconstruction and the grouped data the network saw. With
+    ``correct_ramp`` the stitched object's phase ramp is removed as the measured patterns show it
+    (:func:`ptycho.stitching.correct_phase_ramp`), the gradient recorded in the metadata.
 
     ``timings`` receives ``grouping``, ``inference`` and ``stitching`` seconds. A scan the model
     cannot group (too few positions for its gridsize, another N) or a canvas ``M`` smaller than a
@@ -212,8 +215,17 @@ def reconstruct_scan(
         flip_x=flip_x, flip_y=flip_y, transpose=transpose,
     )
     # Corrections of the stitched object as a whole (both backends) belong here, after stitch_patches.
+    # The phase ramp the overlaps cannot see, measured by the patterns' centroids (docs/architecture.md §10).
+    ramp = None
+    if correct_ramp:
+        obj, ramp = correct_phase_ramp(
+            obj, raw.probeGuess, stitch_positions(positions.reshape(-1, 2), flip_x, flip_y), grouped.X, transpose=transpose
+        )
+        obj = obj.astype(np.complex64)
     timings["stitching"] = time.perf_counter() - t
     meta = reconstruction_metadata(grouped, cfg, canvas, flip_x=flip_x, flip_y=flip_y, transpose=transpose)
+    if ramp is not None:
+        meta["phase_ramp_removed_rad_per_px"] = [round(float(g), 7) for g in ramp]
     if with_deviance:
         meta["poisson_deviance"] = deviance_of_prediction(predicted, grouped)
     return Reconstruction(obj, positions.reshape(-1, 2), grouped.indices.reshape(-1), meta), grouped

@@ -103,3 +103,52 @@ def test_transposed_patches_take_transposed_patterns_and_probe():
     np.testing.assert_allclose(found, -gradient, atol=1e-4)
     _, wrong = correct_phase_ramp(tilted, probe, positions, diffraction)
     assert np.max(np.abs(wrong + gradient)) > 1e-3  # without it the patterns disagree with the object
+
+
+class _RampedPatches:
+    """A numpy 'network' (PatchModel) whose patches are the true object's under a phase ramp that
+    runs across the whole scan: each patch agrees with its neighbours, so only the patterns show it."""
+
+    def __init__(self, raw, cfg, gradient):
+        self.raw, self.cfg = raw, cfg
+        self.ramped = raw.objectGuess * _ramp(raw.objectGuess.shape, gradient, np.zeros((1, 2)))
+        self.positions = None
+
+    def predict(self, x, offsets):
+        patches = physics.extract_patches(self.ramped, self.positions.reshape(-1, 2), self.cfg.N).reshape(x.shape)
+        return np.abs(patches).astype(np.float32), np.angle(patches).astype(np.float32), None
+
+    def reassemble(self, patches, positions, canvas_shape, weights):
+        from ptycho.stitching import reassemble_patches
+
+        return reassemble_patches(patches, positions, canvas_shape, weights).astype(np.complex64)
+
+
+@pytest.mark.parametrize("correct_ramp", [True, False])
+def test_the_shared_reconstruction_removes_the_ramp_and_records_it(correct_ramp):
+    from ptycho.config.config import ModelConfig
+    from ptycho.raw_data import generate_grouped_data
+    from ptycho.simulate import make_scan, simulate
+    from ptycho.workflows.reconstruction import reconstruct_scan
+
+    rng = np.random.default_rng(3)
+    x, y, _, _ = make_scan(8, 8, 4.0, 20.0, 0.3, rng)
+    raw = simulate(make_object("grf", 80, rng), make_probe(N, sigma=4.0, aperture=8.0), x, y, 1e6, rng)
+    cfg = ModelConfig(N=N, gridsize=1)
+    gradient = np.array([0.02, -0.015])
+    model = _RampedPatches(raw, cfg, gradient)
+    grouped = generate_grouped_data(raw, neighbor_count=4, seed=0, N=N, gridsize=1)
+    model.positions = grouped.centers[:, None, :] + grouped.offsets
+    recon, _ = reconstruct_scan(model, raw, neighbor_count=4, seed=0, with_deviance=False, correct_ramp=correct_ramp)
+    assert recon.obj.dtype == np.complex64
+    from ptycho.evaluation import illuminated_region
+
+    inside = illuminated_region(raw.probeGuess, raw.positions, raw.objectGuess.shape)
+    residual = np.angle(recon.obj * np.conj(raw.objectGuess))[inside]
+    residual = np.angle(np.exp(1j * (residual - np.angle(np.mean(np.exp(1j * residual))))))
+    if correct_ramp:
+        np.testing.assert_allclose(recon.metadata["phase_ramp_removed_rad_per_px"], -gradient, atol=1e-3)
+        assert np.std(residual) < 0.02
+    else:
+        assert "phase_ramp_removed_rad_per_px" not in recon.metadata
+        assert np.std(residual) > 0.1  # the ramp (about 0.6 rad end to end) stays
