@@ -1,6 +1,6 @@
 """Framework-neutral sizes and starting values of the PtychoPINN network (docs/architecture.md).
 
-Both backends build their layers from these functions (``ptycho/model.py`` in Keras,
+Both backends build their layers from these functions (``ptycho/tf_backend/network.py`` in Keras,
 ``ptycho_torch/network.py`` in torch), so the shapes that weight copying and parity rely on are
 decided in one place.
 """
