@@ -196,9 +196,10 @@ def worker_torch_reassembly(threads: int, repeats: int) -> dict:
         torch.set_num_threads(threads)
     from ptycho_torch.inference import stitch_reconstruction
 
-    # The torch inference's own stitching path (native index_add on the weighted window).
+    # The torch inference's own stitching path (native index_add on the weighted window), without the
+    # phase synchronisation before it: TensorFlow's side and the numpy reference time the reassembly alone.
     return _reassembly_figures(
-        lambda p, pos, shape, w: stitch_reconstruction(p, pos, _PROBE[0], shape, p.shape[-1] // 2),
+        lambda p, pos, shape, w: stitch_reconstruction(p, pos, _PROBE[0], shape, p.shape[-1] // 2, synchronise_phases=False),
         torch.get_num_threads(), repeats,
     )
 
