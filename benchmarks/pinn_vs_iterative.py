@@ -248,9 +248,12 @@ def run_network(
     """Train on scan A (no validation), reconstruct A and B; also score B against the iterative
     reference of B after registration, the figure that exists without ground truth."""
     from ptycho_torch.workflows.components import TorchExecution, _reassemble_cdi_image_torch, train_cdi_model_torch
+    from ptycho.presets import get_preset
 
     config, seed = network_config(scan_a, dose, preset, epochs, workdir)
-    execution = TorchExecution(accelerator=accelerator, val_images=0, progress_bar=False, seed=seed)
+    # Training takes the preset's threads (its epochs were chosen for them); inference stays on one.
+    threads = int(get_preset(preset).values().get("num_threads", 1)) if preset else 1
+    execution = TorchExecution(accelerator=accelerator, val_images=0, progress_bar=False, seed=seed, num_threads=threads)
     trained = train_cdi_model_torch(scan_a, None, config, execution)
     recon: dict[str, np.ndarray] = {}
     wall: dict[str, float] = {}
@@ -261,7 +264,7 @@ def run_network(
         start = time.perf_counter()
         # one thread, as the CLIs and as the (single-threaded numpy) iterative solvers: on a shared
         # machine a second OpenMP thread mostly contends (measured several-fold slower under load)
-        with cpu_threads(execution.num_threads):
+        with cpu_threads(1):
             _amp, _phase, stitched = _reassemble_cdi_image_torch(scan, config, train_results=trained)
         wall[name] = time.perf_counter() - start
         recon[name] = np.asarray(stitched["obj_tensor_full"]).reshape(scan.objectGuess.shape)

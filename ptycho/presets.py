@@ -52,6 +52,9 @@ class PresetFlags(BaseModel):
     nll_weight: Optional[float] = Field(None, ge=0)
     mae_weight: Optional[float] = Field(None, ge=0)
     seed: Optional[int] = Field(None, ge=0)
+    # How, not what, to train, but part of a budgeted preset: its epochs were chosen for this many
+    # CPU threads (0: the backend's default).
+    num_threads: Optional[int] = Field(None, ge=0)
 
 
 class Preset(BaseModel):
