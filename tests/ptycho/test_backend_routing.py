@@ -182,6 +182,7 @@ class ServeRecorder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 @pytest.fixture
 def recorders(monkeypatch, restore_legacy_dict):
     served = {}
+    absent = [name for name in MODULES.values() if name not in sys.modules]
     for backend, name in MODULES.items():
         monkeypatch.delitem(sys.modules, name, raising=False)
         parent, _, child = name.rpartition(".")
@@ -189,7 +190,14 @@ def recorders(monkeypatch, restore_legacy_dict):
             monkeypatch.delattr(sys.modules[parent], child)
         served[backend] = ServeRecorder(backend)
     monkeypatch.setattr(sys, "meta_path", [*served.values(), *sys.meta_path])
-    return served
+    yield served
+    # monkeypatch puts back the modules that were imported before; a stand-in imported in place of
+    # one that was not must go too, or every later import of that path gets the recorder.
+    for name in absent:
+        stand_in = sys.modules.pop(name, None)
+        parent, _, child = name.rpartition(".")
+        if stand_in is not None and getattr(sys.modules.get(parent), child, None) is stand_in:
+            delattr(sys.modules[parent], child)
 
 
 def _summary(capsys) -> dict:
