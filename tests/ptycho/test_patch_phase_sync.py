@@ -84,6 +84,27 @@ def test_relative_phases_are_the_pairwise_offset_differences():
     np.testing.assert_allclose(np.angle(h * np.exp(-1j * (offsets[i] - offsets[j]))), 0, atol=1e-6)
 
 
+def test_overlap_products_equal_the_sums_over_the_shared_pixels_for_any_weight_support():
+    """The products are computed on the weights' support only; an off-centre, non-square support
+    must give the sum over every pixel two patches share, as laid out on the object."""
+    rng = np.random.default_rng(3)
+    positions = np.rint(64 + rng.uniform(-6, 6, (12, 2)))
+    patches = rng.normal(size=(12, N, N)) + 1j * rng.normal(size=(12, N, N))
+    weights = np.zeros((N, N))
+    weights[5:27, 9:21] = rng.uniform(0.5, 1.0, (22, 12))
+    i, j, h = relative_patch_phases(patches, positions, weights)
+    assert len(i) > 0
+
+    def on_canvas(k: int) -> np.ndarray:
+        canvas = np.zeros((160, 160), complex)
+        row, col = int(positions[k, 1]) - N // 2, int(positions[k, 0]) - N // 2
+        canvas[row : row + N, col : col + N] = patches[k] * weights
+        return canvas
+
+    expected = [np.sum(on_canvas(a) * np.conj(on_canvas(b))) for a, b in zip(i, j)]
+    np.testing.assert_allclose(h, expected, rtol=1e-12, atol=1e-9)
+
+
 def test_patches_that_do_not_overlap_are_left_alone():
     patches = np.exp(1j * np.arange(3))[:, None, None] * np.ones((3, N, N), np.complex64)
     far_apart = np.array([[0.0, 0.0], [100.0, 0.0], [200.0, 0.0]])
