@@ -225,20 +225,21 @@ def reference_index(raw: RawData, variants: list[Variant]) -> int | None:
 
 
 def network_config(scan: RawData, dose: float, preset: str | None, epochs: int | None, workdir: Path):
-    """The TrainingConfig and seed of the network half: ``preset``'s values (as ``ptycho-train
-    --preset`` resolves them), ``epochs`` overriding its epoch count."""
-    from ptycho.config.config import ModelConfig, TrainingConfig
-    from ptycho.presets import get_preset
+    """The TrainingConfig and TrainingOptions of the network half, resolved by ``ptycho-train``'s own
+    parser (so every value of ``preset`` applies, as it would on the command line), ``epochs``
+    overriding its epoch count; N is the scan's, the dose the scan's."""
+    import dataclasses
 
-    values = get_preset(preset).values() if preset else {}
-    nepochs = epochs if epochs is not None else int(values.get("max_epochs", 20))
-    model = ModelConfig(N=scan.N, gridsize=int(values.get("gridsize", 1)), n_filters_scale=int(values.get("n_filters_scale", 1)))
-    config = TrainingConfig(
-        model=model, nepochs=nepochs, nphotons=dose, batch_size=int(values.get("batch_size", 16)),
-        learning_rate=float(values.get("learning_rate", 1e-3)), neighbor_count=int(values.get("neighbor_count", 4)),
-        output_dir=workdir / f"pinn_{dose:g}", backend="pytorch",
-    )
-    return config, int(values.get("seed", 42))
+    from ptycho.cli import train_parser, training_config_from_args, training_options_from_args
+    from ptycho.cli_arguments import parse_training_args
+
+    argv = ["--backend", "pytorch", "--train_data_file", "unused.npz", "--output_dir", str(workdir / f"pinn_{dose:g}")]
+    argv += ["--preset", preset] if preset else []
+    argv += ["--max_epochs", str(epochs)] if epochs is not None else []
+    args = parse_training_args(train_parser(), argv)
+    args.N = scan.N  # what ptycho-train reads from its data file
+    config = dataclasses.replace(training_config_from_args(args), nphotons=dose, train_data_file=None)
+    return config, training_options_from_args(args)
 
 
 def run_network(
@@ -248,12 +249,11 @@ def run_network(
     """Train on scan A (no validation), reconstruct A and B; also score B against the iterative
     reference of B after registration, the figure that exists without ground truth."""
     from ptycho_torch.workflows.components import TorchExecution, _reassemble_cdi_image_torch, train_cdi_model_torch
-    from ptycho.presets import get_preset
 
-    config, seed = network_config(scan_a, dose, preset, epochs, workdir)
+    config, options = network_config(scan_a, dose, preset, epochs, workdir)
     # Training takes the preset's threads (its epochs were chosen for them); inference stays on one.
-    threads = int(get_preset(preset).values().get("num_threads", 1)) if preset else 1
-    execution = TorchExecution(accelerator=accelerator, val_images=0, progress_bar=False, seed=seed, num_threads=threads)
+    execution = TorchExecution(accelerator=accelerator, val_images=0, progress_bar=False, seed=options.seed,
+                               num_threads=options.num_threads or 1)
     trained = train_cdi_model_torch(scan_a, None, config, execution)
     recon: dict[str, np.ndarray] = {}
     wall: dict[str, float] = {}

@@ -112,7 +112,8 @@ def _check_counts(args: argparse.Namespace, at_least_0: tuple[str, ...], at_leas
 # --------------------------------------------------------------------------- train
 
 
-def _training_config(args: argparse.Namespace):
+def training_config_from_args(args: argparse.Namespace):
+    """The TrainingConfig the parsed training flags (presets applied) describe."""
     from ptycho.config.config import ModelConfig, TrainingConfig
 
     model = ModelConfig(N=args.N, gridsize=args.gridsize, n_filters_scale=args.n_filters_scale)
@@ -124,7 +125,8 @@ def _training_config(args: argparse.Namespace):
     )
 
 
-def _training_options(args: argparse.Namespace):
+def training_options_from_args(args: argparse.Namespace):
+    """The TrainingOptions (devices, seed, threads, progress) the parsed training flags describe."""
     from ptycho.backend_interface import TrainingOptions
 
     return TrainingOptions(
@@ -165,7 +167,7 @@ def _train_preflight(args: argparse.Namespace) -> Any:
     elif args.strategy in ("ddp", "ddp_spawn") and args.devices < 2:
         raise UsageError(f"--strategy {args.strategy}: needs --devices >= 2")
     try:
-        return _training_config(args)
+        return training_config_from_args(args)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 
@@ -173,7 +175,7 @@ def _train_preflight(args: argparse.Namespace) -> Any:
 def _train(args: argparse.Namespace) -> dict[str, Any] | None:
     """The training command's work; the summary (None on the other ranks of a multi-process run)."""
     config = _train_preflight(args)
-    options = _training_options(args)
+    options = training_options_from_args(args)
     timings: dict[str, float] = {}
     t = time.perf_counter()
     backend = _select(config)
