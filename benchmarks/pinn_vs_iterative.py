@@ -248,12 +248,13 @@ def run_network(
 ) -> NetworkRun:
     """Train on scan A (no validation), reconstruct A and B; also score B against the iterative
     reference of B after registration, the figure that exists without ground truth."""
-    from ptycho_torch.workflows.components import TorchExecution, _reassemble_cdi_image_torch, train_cdi_model_torch
+    import dataclasses
+
+    from ptycho_torch.workflows.components import TorchBackend, _reassemble_cdi_image_torch, train_cdi_model_torch
 
     config, options = network_config(scan_a, dose, preset, epochs, workdir)
     # Training takes the preset's threads (its epochs were chosen for them); inference stays on one.
-    execution = TorchExecution(accelerator=accelerator, val_images=0, progress_bar=False, seed=options.seed,
-                               num_threads=options.num_threads or 1)
+    execution = TorchBackend.execution(dataclasses.replace(options, accelerator=accelerator, val_images=0, progress=False))
     trained = train_cdi_model_torch(scan_a, None, config, execution)
     recon: dict[str, np.ndarray] = {}
     wall: dict[str, float] = {}
